@@ -1,0 +1,1 @@
+//! btrfs-snap (work in progress).

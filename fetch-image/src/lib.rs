@@ -1,0 +1,1 @@
+//! fetch-image (work in progress).

@@ -1,0 +1,1 @@
+//! make-private (work in progress).

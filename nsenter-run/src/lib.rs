@@ -1,0 +1,1 @@
+//! nsenter-run (work in progress).

@@ -1,0 +1,1 @@
+//! unpack-layers (work in progress).
