@@ -18,24 +18,11 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Root and util-linux's unshare are needed for the namespace cases. By hand they
-/// are skipped with a reason; in CI (CI=true) their absence is a failure.
+/// Root and util-linux's unshare and setpriv are needed for the namespace cases: by
+/// hand they are skipped with a reason, in CI (CI=true) their absence is a failure.
 fn namespaces_available(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let unshare = Command::new("unshare").arg("--version").output().is_ok();
-    if root && unshare {
-        return true;
-    }
-    let why = if root {
-        "the unshare command (util-linux)"
-    } else {
-        "root"
-    };
-    if std::env::var_os("CI").is_some_and(|v| v == "true") {
-        panic!("{test}: needs {why}, which CI must provide");
-    }
-    eprintln!("SKIP {test}: needs {why}");
-    false
+    tests::prereq::require_root(test)
+        && tests::prereq::require_commands(test, &["unshare", "setpriv"])
 }
 
 /// Runs a shell script in a new mount namespace whose mounts start private, with
@@ -58,10 +45,6 @@ fn assert_ok(out: &Output) {
         String::from_utf8_lossy(&out.stdout),
         stderr(out)
     );
-}
-
-fn host_mounts() -> String {
-    std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo")
 }
 
 #[test]
@@ -121,7 +104,7 @@ fn a_shared_tree_leaks_mounts_until_made_private() {
     if !namespaces_available("a_shared_tree_leaks_mounts_until_made_private") {
         return;
     }
-    let before = host_mounts();
+    let before = tests::mountns::mountinfo();
     let dir = tempfile::tempdir().unwrap();
     let out = in_namespace(
         dir.path(),
@@ -151,7 +134,11 @@ fn a_shared_tree_leaks_mounts_until_made_private() {
         "#,
     );
     assert_ok(&out);
-    assert_eq!(host_mounts(), before, "the host's mount table changed");
+    assert_eq!(
+        tests::mountns::mountinfo(),
+        before,
+        "the host's mount table changed"
+    );
 }
 
 #[test]
