@@ -123,11 +123,11 @@ fn a_shared_tree_leaks_mounts_until_made_private() {
         "$MP" "$D"
 
         # Nothing at or below $D is in a peer group any more ...
-        "$MP" --show "$D" > shown
-        if grep shared: shown; then echo "still shared" >&2; exit 1; fi
-        test "$(wc -l < shown)" -eq 2
-        awk -v d="$D" '$5 == d || index($5, d "/") == 1' /proc/self/mountinfo > lines
-        if grep ' shared:' lines; then echo "mountinfo still lists shared" >&2; exit 1; fi
+        shown=$("$MP" --show "$D")
+        if echo "$shown" | grep shared:; then echo "still shared" >&2; exit 1; fi
+        test "$(echo "$shown" | wc -l)" -eq 2
+        lines=$(awk -v d="$D" '$5 == d || index($5, d "/") == 1' /proc/self/mountinfo)
+        if echo "$lines" | grep ' shared:'; then echo "mountinfo still lists shared" >&2; exit 1; fi
         # ... so the child's mount stays in the child.
         unshare --mount --propagation unchanged mount -t tmpfs leak "$D/a"
         if grep " $D/a " /proc/self/mountinfo; then echo "leaked after make-private" >&2; exit 1; fi
