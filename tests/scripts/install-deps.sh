@@ -14,6 +14,7 @@ packages=(
     apache2-utils    # htpasswd -B, for the registry's Basic auth mode
     openssl          # keys and certificates for the TLS and token-auth registry modes
     iproute2 tmux zstd hyperfine time util-linux
+    sudo             # the README's two commands are typed with sudo
 )
 
 missing=()
