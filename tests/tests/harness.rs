@@ -83,3 +83,601 @@ fn mount_points(table: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// Image builder and busybox image
+
+use std::path::Path;
+use std::process::Command;
+
+use tests::busybox::{self, busybox_image, busybox_rootfs};
+use tests::image::{Compression, ImageBuilder, IndexBuilder, Layer, MediaTypes};
+use tests::registry::{Auth, Registry, RegistryConfig, Upload};
+
+/// Runs a command, panicking with its stderr when it fails; returns its stdout.
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every entry type, mode bit, owner, mtime and xattr reads back as built.
+#[test]
+fn layer_entries_read_back_with_their_metadata() {
+    let layer = Layer::new()
+        .dir("d", 0o1777)
+        .file("d/f", "data", 0o4755)
+        .owner(1000, 100)
+        .mtime(42)
+        .xattr("user.note", "hi")
+        .symlink("d/s", "../../etc/passwd")
+        .hardlink("d/h", "d/f")
+        .char_device("d/null", 1, 3)
+        .block_device("d/loop", 7, 0)
+        .fifo("d/p")
+        .whiteout("d/gone")
+        .opaque("d");
+    let tar = layer.to_tar();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut seen = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let h = entry.header().clone();
+        let path = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+        let xattrs: Vec<(String, Vec<u8>)> = entry
+            .pax_extensions()
+            .unwrap()
+            .map(|exts| {
+                exts.map(|e| e.unwrap())
+                    .map(|e| (e.key().unwrap().to_string(), e.value_bytes().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.push((path, h.entry_type(), h.mode().unwrap(), xattrs));
+        if seen.len() == 2 {
+            assert_eq!(
+                (h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap()),
+                (1000, 100, 42)
+            );
+        }
+        if seen.len() == 5 {
+            assert_eq!(
+                (h.device_major().unwrap(), h.device_minor().unwrap()),
+                (Some(1), Some(3))
+            );
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "d/",
+            "d/f",
+            "d/s",
+            "d/h",
+            "d/null",
+            "d/loop",
+            "d/p",
+            "d/.wh.gone",
+            "d/.wh..wh..opq"
+        ]
+    );
+    assert_eq!(seen[0].2, 0o1777);
+    assert_eq!(seen[1].2, 0o4755);
+    assert_eq!(
+        seen[1].3,
+        [("SCHILY.xattr.user.note".to_string(), b"hi".to_vec())]
+    );
+    assert_eq!(seen[2].1, tar::EntryType::Symlink);
+    assert_eq!(seen[3].1, tar::EntryType::Link);
+    assert_eq!(seen[4].1, tar::EntryType::Char);
+    assert_eq!(seen[5].1, tar::EntryType::Block);
+    assert_eq!(seen[6].1, tar::EntryType::Fifo);
+}
+
+/// Raw entries keep their hostile names and their header exactly as the test made it.
+#[test]
+fn raw_entries_are_not_sanitised() {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    let long = "a/".repeat(2000);
+    let layer = Layer::new()
+        .raw(header.clone(), "/", "")
+        .raw(header, long.as_bytes(), "")
+        .file("/../x", "", 0o644);
+    let tar = layer.to_tar();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let names: Vec<Vec<u8>> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path_bytes().into_owned())
+        .collect();
+    assert_eq!(names, [b"/".to_vec(), long.into_bytes(), b"/../x".to_vec()]);
+}
+
+/// Every compression decompresses to the same tar, whose digest is the diff_id.
+#[test]
+fn compressed_layers_keep_their_diff_id() {
+    let layer = Layer::new().file("a", "x".repeat(10_000), 0o644);
+    let tar = layer.to_tar();
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let image = ImageBuilder::new()
+            .layer(layer.clone(), compression)
+            .build();
+        let blob = &image.layers[0];
+        let plain = match compression {
+            Compression::None => blob.data.clone(),
+            Compression::Gzip => {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&blob.data[..]),
+                    &mut out,
+                )
+                .unwrap();
+                out
+            }
+            Compression::Zstd => zstd::decode_all(&blob.data[..]).unwrap(),
+        };
+        assert_eq!(plain, tar);
+        assert_eq!(blob.diff_id, tests::image::sha256_digest(&tar));
+        let config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"][0], blob.diff_id.as_str());
+    }
+}
+
+/// Docker media types: manifest, config and layers carry Docker's strings.
+#[test]
+fn docker_media_types_are_used_throughout() {
+    let image = ImageBuilder::new()
+        .layer(Layer::new().file("a", "1", 0o644), Compression::Gzip)
+        .media_types(MediaTypes::Docker)
+        .build();
+    let manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let list = IndexBuilder::new().image(image).build();
+    let list: serde_json::Value = serde_json::from_slice(&list.manifest).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+}
+
+/// skopeo reads the layout: the digest it reports is the manifest's, with both layers.
+#[test]
+fn layout_is_accepted_by_skopeo() {
+    let test = "layout_is_accepted_by_skopeo";
+    if !tests::prereq::require_commands(test, &["skopeo", "busybox"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = busybox_image().label("org.example", "yes").build();
+    image.write_oci_layout(&layout, "latest").unwrap();
+    let other = ImageBuilder::new()
+        .layer(Layer::new().dir("x", 0o755), Compression::Zstd)
+        .build();
+    other.write_oci_layout(&layout, "other").unwrap();
+
+    let target = format!("oci:{}:latest", layout.display());
+    let inspect = run(Command::new("skopeo").args(["inspect", &target]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], image.manifest_digest.as_str());
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(inspect["Labels"]["org.example"], "yes");
+    let raw = run(Command::new("skopeo").args(["inspect", "--raw", &target]));
+    assert_eq!(raw.as_bytes(), image.manifest);
+    let other_target = format!("oci:{}:other", layout.display());
+    run(Command::new("skopeo").args(["inspect", &other_target]));
+}
+
+/// An index over two platforms is a valid layout for skopeo, which picks by platform.
+#[test]
+fn index_layout_is_accepted_by_skopeo() {
+    let test = "index_layout_is_accepted_by_skopeo";
+    if !tests::prereq::require_commands(test, &["skopeo"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layer = || Layer::new().file("arch", "x", 0o644);
+    let amd = ImageBuilder::new()
+        .layer(layer(), Compression::Gzip)
+        .platform("linux", "amd64", None)
+        .build();
+    let arm = ImageBuilder::new()
+        .layer(layer().file("arm", "", 0o644), Compression::Gzip)
+        .platform("linux", "arm64", Some("v8"))
+        .build();
+    let index = IndexBuilder::new()
+        .image(amd.clone())
+        .image(arm.clone())
+        .build();
+    index.write_oci_layout(dir.path(), "multi").unwrap();
+    let target = format!("oci:{}:multi", dir.path().display());
+    let raw = run(Command::new("skopeo").args(["inspect", "--raw", &target]));
+    assert_eq!(raw.as_bytes(), index.manifest);
+    let picked = run(Command::new("skopeo").args(["--override-arch", "arm64", "inspect", &target]));
+    let picked: serde_json::Value = serde_json::from_str(&picked).unwrap();
+    // skopeo reports the digest of the reference (the index) and the picked image's details.
+    assert_eq!(picked["Digest"], index.manifest_digest.as_str());
+    assert_eq!(picked["Architecture"], "arm64");
+    assert_eq!(picked["Layers"][0], arm.layers[0].digest.as_str());
+}
+
+/// umoci unpacks the busybox layout: the whiteout removed the file, the rest is there.
+#[test]
+fn layout_unpacks_with_umoci() {
+    let test = "layout_unpacks_with_umoci";
+    if !tests::prereq::require_root(test)
+        || !tests::prereq::require_commands(test, &["umoci", "busybox"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_image()
+        .build()
+        .write_oci_layout(&dir.path().join("layout"), "latest")
+        .unwrap();
+    run(Command::new("umoci").current_dir(dir.path()).args([
+        "unpack",
+        "--image",
+        "layout:latest",
+        "bundle",
+    ]));
+    let rootfs = dir.path().join("bundle/rootfs");
+    assert_rootfs_is_busybox(&rootfs);
+}
+
+/// The tree busybox_rootfs writes, and the one umoci unpacks, look the same.
+fn assert_rootfs_is_busybox(rootfs: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new(busybox::BUSYBOX)
+    );
+    assert!(rootfs.join("etc/passwd").is_file());
+    assert!(rootfs.join("etc/group").is_file());
+    assert!(rootfs.join(busybox::ADDED_BY_SECOND_LAYER).is_file());
+    assert!(!rootfs.join(busybox::DELETED_BY_SECOND_LAYER).exists());
+    let mode = |p: &str| {
+        std::fs::metadata(rootfs.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("tmp"), 0o1777);
+    assert_eq!(mode("root"), 0o700);
+    assert_eq!(mode("bin/busybox"), 0o755);
+}
+
+/// busybox_rootfs is a working root: `/bin/sh` runs inside a chroot.
+#[test]
+fn busybox_rootfs_runs_in_a_chroot() {
+    let test = "busybox_rootfs_runs_in_a_chroot";
+    if !tests::prereq::require_root(test)
+        || !tests::prereq::require_commands(test, &["busybox", "chroot"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_rootfs(dir.path()).unwrap();
+    assert_rootfs_is_busybox(dir.path());
+    let out = run(Command::new("chroot").arg(dir.path()).args([
+        "/bin/sh",
+        "-c",
+        "echo hi from $(cat /etc/issue)",
+    ]));
+    assert!(out.starts_with("hi from busybox test image"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Registry
+
+fn registry_prereqs(test: &str) -> bool {
+    tests::prereq::require_commands(test, tests::registry::REQUIRED_COMMANDS)
+}
+
+fn credentials() -> (String, String) {
+    ("tester".to_string(), "s3cret pass".to_string())
+}
+
+/// GET /v2/ with optional Basic credentials; the status.
+fn ping(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
+    let mut request = registry.client().get(registry.url(""));
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    request.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn registry_anonymous_answers() {
+    if !registry_prereqs("registry_anonymous_answers") {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig::default());
+    assert_eq!(ping(&registry, None), 200);
+    assert!(registry.base_url().starts_with("http://127.0.0.1:"));
+    assert!(registry.log().contains("GET /v2/"), "{}", registry.log());
+}
+
+#[test]
+fn registry_basic_refuses_wrong_credentials() {
+    if !registry_prereqs("registry_basic_refuses_wrong_credentials") {
+        return;
+    }
+    let (user, password) = credentials();
+    let auth = Auth::Basic {
+        user: user.clone(),
+        password: password.clone(),
+    };
+    let registry = Registry::start(RegistryConfig { auth, tls: false });
+    assert_eq!(ping(&registry, None), 401);
+    assert_eq!(ping(&registry, Some((&user, "wrong"))), 401);
+    assert_eq!(ping(&registry, Some((&user, &password))), 200);
+}
+
+#[test]
+fn registry_tls_is_trusted_through_its_ca_only() {
+    if !registry_prereqs("registry_tls_is_trusted_through_its_ca_only") {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig {
+        auth: Auth::Anonymous,
+        tls: true,
+    });
+    assert!(registry.base_url().starts_with("https://"));
+    assert_eq!(ping(&registry, None), 200);
+    let ca_dir = registry.ca_dir().unwrap();
+    let names: Vec<_> = std::fs::read_dir(ca_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ca.crt"]);
+    let untrusting = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    assert!(
+        untrusting.get(registry.url("")).send().is_err(),
+        "a client without the CA must fail"
+    );
+}
+
+/// Token mode: 401 with a Bearer challenge naming the realm; the token server refuses wrong
+/// credentials and its tokens open the registry.
+#[test]
+fn registry_token_flow_like_docker_hub() {
+    if !registry_prereqs("registry_token_flow_like_docker_hub") {
+        return;
+    }
+    let (user, password) = credentials();
+    let auth = Auth::Token {
+        user: user.clone(),
+        password: password.clone(),
+    };
+    let registry = Registry::start(RegistryConfig { auth, tls: false });
+    let response = registry.client().get(registry.url("")).send().unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let challenge = response.headers()["WWW-Authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let realm = registry.token_realm().unwrap();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"{realm}\"")),
+        "{challenge}"
+    );
+
+    let scope = "repository:demo/busybox:pull,push";
+    let token_url = format!("{realm}?service={}&scope={scope}", tests::registry::SERVICE);
+    let get_token = |creds: Option<(&str, &str)>| {
+        let mut request = registry.client().get(&token_url);
+        if let Some((u, p)) = creds {
+            request = request.basic_auth(u, Some(p));
+        }
+        request.send().unwrap()
+    };
+    assert_eq!(get_token(Some((&user, "wrong"))).status().as_u16(), 401);
+    let body: serde_json::Value =
+        serde_json::from_str(&get_token(Some((&user, &password))).text().unwrap()).unwrap();
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["token"], body["access_token"]);
+    let token = body["token"].as_str().unwrap();
+    let with_token = registry
+        .client()
+        .get(registry.url(""))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(with_token.status().as_u16(), 200, "{}", registry.log());
+    assert!(registry.token_requests() >= 2);
+
+    let image = ImageBuilder::new()
+        .layer(Layer::new().file("f", "1", 0o644), Compression::Gzip)
+        .build();
+    image.push(&registry, "demo/busybox", "v1").unwrap();
+    // Without credentials, a token grants nothing until anonymous pull is allowed.
+    let anonymous: serde_json::Value =
+        serde_json::from_str(&get_token(None).text().unwrap()).unwrap();
+    let pull = |token: &str| {
+        let url = registry.url("demo/busybox/manifests/v1");
+        let accept = image.media_type.as_str();
+        let response = registry
+            .client()
+            .get(url)
+            .header("Accept", accept)
+            .bearer_auth(token)
+            .send();
+        response.unwrap().status().as_u16()
+    };
+    assert_eq!(pull(anonymous["token"].as_str().unwrap()), 401);
+    registry.set_anonymous_pull(true);
+    let anonymous: serde_json::Value =
+        serde_json::from_str(&get_token(None).text().unwrap()).unwrap();
+    assert_eq!(pull(anonymous["token"].as_str().unwrap()), 200);
+}
+
+/// A pushed image reads back through the registry API byte for byte, for both upload
+/// methods and both media-type families, over TLS with Basic auth.
+#[test]
+fn pushed_image_reads_back_with_matching_digests() {
+    if !registry_prereqs("pushed_image_reads_back_with_matching_digests")
+        || !tests::prereq::require_commands(
+            "pushed_image_reads_back_with_matching_digests",
+            &["busybox"],
+        )
+    {
+        return;
+    }
+    let (user, password) = credentials();
+    let registry = Registry::start(RegistryConfig {
+        auth: Auth::Basic { user, password },
+        tls: true,
+    });
+    let oci = busybox_image().build();
+    let docker = busybox_image().media_types(MediaTypes::Docker).build();
+    oci.push(&registry, "library/busybox", "oci").unwrap();
+    docker
+        .push_with(
+            &registry,
+            "library/busybox",
+            "docker",
+            Upload::Chunked(300_000),
+        )
+        .unwrap();
+
+    for (image, tag) in [(&oci, "oci"), (&docker, "docker")] {
+        let (content_type, manifest) = registry.get_manifest("library/busybox", tag).unwrap();
+        assert_eq!(content_type, image.media_type);
+        assert_eq!(manifest, image.manifest);
+        for (digest, bytes) in image
+            .blobs()
+            .into_iter()
+            .filter(|(d, _)| *d != image.manifest_digest)
+        {
+            let fetched = registry.get_blob("library/busybox", digest).unwrap();
+            assert_eq!(tests::image::sha256_digest(&fetched), digest);
+            assert_eq!(fetched, bytes);
+        }
+    }
+    assert!(
+        registry.log().contains("PATCH"),
+        "the chunked upload used PATCH"
+    );
+}
+
+/// An index pushed by tag reads back as the same bytes; its images by digest.
+#[test]
+fn pushed_index_reads_back() {
+    if !registry_prereqs("pushed_index_reads_back") {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig::default());
+    let one = |arch: &str| {
+        ImageBuilder::new()
+            .layer(Layer::new().file("arch", arch, 0o644), Compression::Gzip)
+            .platform("linux", arch, None)
+            .media_types(MediaTypes::Docker)
+            .build()
+    };
+    let index = IndexBuilder::new()
+        .image(one("amd64"))
+        .image(one("arm64"))
+        .build();
+    index.push(&registry, "multi", "latest").unwrap();
+    let (content_type, bytes) = registry.get_manifest("multi", "latest").unwrap();
+    assert_eq!(
+        content_type,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(bytes, index.manifest);
+    let (_, arm) = registry
+        .get_manifest("multi", &index.images[1].manifest_digest)
+        .unwrap();
+    assert_eq!(arm, index.images[1].manifest);
+}
+
+/// skopeo, a real distribution client, pulls from the token registry with credentials
+/// (challenge, token request, bearer) and from the TLS registry with --src-cert-dir.
+#[test]
+fn skopeo_pulls_through_token_auth_and_tls() {
+    let test = "skopeo_pulls_through_token_auth_and_tls";
+    if !registry_prereqs(test) || !tests::prereq::require_commands(test, &["skopeo", "busybox"]) {
+        return;
+    }
+    let image = busybox_image().build();
+    let dir = tempfile::tempdir().unwrap();
+    let (user, password) = credentials();
+
+    let auth = Auth::Token {
+        user: user.clone(),
+        password: password.clone(),
+    };
+    let token_registry = Registry::start(RegistryConfig { auth, tls: false });
+    image
+        .push(&token_registry, "demo/busybox", "latest")
+        .unwrap();
+    let source = format!("docker://{}/demo/busybox:latest", token_registry.host());
+    let dest = format!("oci:{}:token", dir.path().join("out").display());
+    let creds = format!("{user}:{password}");
+    let before = token_registry.token_requests();
+    run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &source,
+        &dest,
+    ]));
+    assert!(
+        token_registry.token_requests() > before,
+        "skopeo asked for a token"
+    );
+
+    let tls_registry = Registry::start(RegistryConfig {
+        auth: Auth::Anonymous,
+        tls: true,
+    });
+    image.push(&tls_registry, "demo/busybox", "latest").unwrap();
+    let source = format!("docker://{}/demo/busybox:latest", tls_registry.host());
+    let dest = format!("oci:{}:tls", dir.path().join("out").display());
+    let cert_dir = tls_registry.ca_dir().unwrap().to_str().unwrap().to_string();
+    run(Command::new("skopeo").args(["copy", "--src-cert-dir", &cert_dir, &source, &dest]));
+}
+
+/// The registry process and its files are gone after drop.
+#[test]
+fn registry_is_gone_after_drop() {
+    if !registry_prereqs("registry_is_gone_after_drop") {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig::default());
+    let url = registry.url("");
+    drop(registry);
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    assert!(client.get(url).send().is_err());
+}
