@@ -23,7 +23,7 @@ use oci_spec::image::{
 use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 
-use crate::registry::{Registry, RegistryError, Upload};
+use crate::registry::{RegistryError, Remote, Upload};
 
 /// The modification time every entry gets unless `.mtime()` says otherwise, so that
 /// building the same layer twice gives the same digest (2023-11-14T22:13:20Z).
@@ -728,35 +728,32 @@ impl Image {
         write_layout(dir, &self.blobs(), self.descriptor(), tag)
     }
 
-    /// Pushes the layers, the config and the manifest (tagged `tag`) to `registry` as
-    /// `repo`, uploading each blob in one monolithic PUT.
-    pub fn push(&self, registry: &Registry, repo: &str, tag: &str) -> Result<(), RegistryError> {
-        self.push_with(registry, repo, tag, Upload::Monolithic)
+    /// Pushes the layers, the config and the manifest (tagged `tag`) as `repo` to a
+    /// [`Registry`](crate::registry::Registry) fixture (or any [`Remote`]), uploading each
+    /// blob in one monolithic PUT.
+    pub fn push(
+        &self,
+        to: &impl AsRef<Remote>,
+        repo: &str,
+        tag: &str,
+    ) -> Result<(), RegistryError> {
+        self.push_with(to, repo, tag, Upload::Monolithic)
     }
 
     /// Like [`push`](Self::push), with the given upload method for the blobs.
     pub fn push_with(
         &self,
-        registry: &Registry,
+        to: &impl AsRef<Remote>,
         repo: &str,
         tag: &str,
         upload: Upload,
     ) -> Result<(), RegistryError> {
-        self.push_blobs(registry, repo, upload)?;
-        registry.put_manifest(repo, tag, &self.media_type, &self.manifest)
-    }
-
-    fn push_blobs(
-        &self,
-        registry: &Registry,
-        repo: &str,
-        upload: Upload,
-    ) -> Result<(), RegistryError> {
-        registry.upload_blob(repo, &self.config_digest, &self.config, upload)?;
+        let remote = to.as_ref();
+        remote.upload_blob(repo, &self.config_digest, &self.config, upload)?;
         for layer in &self.layers {
-            registry.upload_blob(repo, &layer.digest, &layer.data, upload)?;
+            remote.upload_blob(repo, &layer.digest, &layer.data, upload)?;
         }
-        Ok(())
+        remote.put_manifest(repo, tag, &self.media_type, &self.manifest)
     }
 }
 
@@ -850,11 +847,17 @@ impl Index {
     }
 
     /// Pushes every image by digest, then the index tagged `tag`.
-    pub fn push(&self, registry: &Registry, repo: &str, tag: &str) -> Result<(), RegistryError> {
+    pub fn push(
+        &self,
+        to: &impl AsRef<Remote>,
+        repo: &str,
+        tag: &str,
+    ) -> Result<(), RegistryError> {
         for image in &self.images {
-            image.push(registry, repo, &image.manifest_digest)?;
+            image.push(to, repo, &image.manifest_digest)?;
         }
-        registry.put_manifest(repo, tag, &self.media_type, &self.manifest)
+        to.as_ref()
+            .put_manifest(repo, tag, &self.media_type, &self.manifest)
     }
 }
 

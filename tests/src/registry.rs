@@ -14,6 +14,7 @@
 //! ```
 
 mod certs;
+mod remote;
 mod token;
 
 use std::fs::File;
@@ -21,9 +22,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::{StatusCode, Url};
+use std::sync::Arc;
 
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+
+use remote::Credentials;
+pub use remote::Remote;
 use token::TokenServer;
 pub use token::{ISSUER, SERVICE};
 
@@ -64,7 +69,7 @@ pub enum RegistryError {
     #[error("{what}: {why}")]
     Command { what: String, why: String },
     /// An HTTP request could not be made.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", causes(source))]
     Http {
         what: String,
         source: reqwest::Error,
@@ -76,6 +81,18 @@ pub enum RegistryError {
         status: StatusCode,
         body: String,
     },
+}
+
+/// An error and its sources on one line: reqwest's own message ("error sending request")
+/// only says what failed, its sources say why (connection refused, certificate unknown).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 impl RegistryError {
@@ -104,8 +121,8 @@ pub struct Registry {
     host: String,
     config: RegistryConfig,
     ca_dir: Option<PathBuf>,
-    token_server: Option<TokenServer>,
-    client: Client,
+    token_server: Option<Arc<TokenServer>>,
+    remote: Remote,
 }
 
 impl Registry {
@@ -125,33 +142,32 @@ impl Registry {
             .prefix("test-registry-")
             .tempdir()
             .map_err(|e| RegistryError::io("temporary directory", e))?;
-        let tls = if config.tls {
-            Some(certs::make_tls(dir.path())?)
-        } else {
-            None
-        };
-        let token_server = match &config.auth {
-            Auth::Token { user, password } => {
-                let (key, cert) = certs::make_token_signer(dir.path())?;
-                Some((TokenServer::start(user, password, key, &cert)?, cert))
-            }
-            _ => None,
-        };
-        if let Auth::Basic { user, password } = &config.auth {
-            write_htpasswd(&dir.path().join("htpasswd"), user, password)?;
-        }
-        let auth_yaml = auth_section(&config.auth, dir.path(), token_server.as_ref());
+        let tls = config
+            .tls
+            .then(|| certs::make_tls(dir.path()))
+            .transpose()?;
+        let (auth_yaml, token_server) = prepare_auth(&config.auth, dir.path())?;
         let tls_yaml = tls.as_ref().map(tls_section).unwrap_or_default();
         let client = http_client(tls.as_ref().map(|t| t.ca_dir.join("ca.crt")).as_deref())?;
         let (child, host) = spawn_server(dir.path(), &auth_yaml, &tls_yaml)?;
+        let scheme = if config.tls { "https" } else { "http" };
+        let credentials = match (&config.auth, &token_server) {
+            (Auth::Basic { user, password }, _) => Credentials::Basic {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (Auth::Token { .. }, Some(server)) => Credentials::Token(Arc::clone(server)),
+            _ => Credentials::None,
+        };
+        let remote = Remote::new(format!("{scheme}://{host}"), client, credentials);
         let mut registry = Registry {
             child,
             dir,
             host,
             config,
             ca_dir: tls.map(|t| t.ca_dir),
-            token_server: token_server.map(|(server, _)| server),
-            client,
+            token_server,
+            remote,
         };
         registry.wait_until_answering()?;
         Ok(registry)
@@ -164,8 +180,7 @@ impl Registry {
 
     /// `http://127.0.0.1:PORT` or `https://...` in TLS mode.
     pub fn base_url(&self) -> String {
-        let scheme = if self.config.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.host)
+        self.remote.base_url().to_string()
     }
 
     /// In TLS mode, a directory holding only the test CA's `ca.crt` (for `--cert-dir`).
@@ -180,7 +195,7 @@ impl Registry {
 
     /// The realm URL of the token server, in token mode.
     pub fn token_realm(&self) -> Option<&str> {
-        self.token_server.as_ref().map(TokenServer::realm)
+        self.token_server.as_deref().map(TokenServer::realm)
     }
 
     /// In token mode, whether requests without credentials get pull access (as Docker Hub
@@ -193,7 +208,9 @@ impl Registry {
 
     /// How many requests the token server answered so far (0 outside token mode).
     pub fn token_requests(&self) -> usize {
-        self.token_server.as_ref().map_or(0, TokenServer::requests)
+        self.token_server
+            .as_deref()
+            .map_or(0, TokenServer::requests)
     }
 
     /// Everything the server logged so far (one access-log line per request), followed by
@@ -207,181 +224,21 @@ impl Registry {
         log
     }
 
-    /// A client that trusts the test CA (in TLS mode) and nothing else changed: no
-    /// credentials. Use [`authorize`](Self::authorize) to add them.
+    /// A client for this registry that authenticates as the mode requires (for pushing
+    /// and reading back).
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// The plain HTTP client (trusting the test CA in TLS mode) without credentials, for
+    /// requests a test wants to make by hand.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.remote.client()
     }
 
     /// `BASE_URL/v2/PATH`.
     pub fn url(&self, path: &str) -> String {
-        format!("{}/v2/{}", self.base_url(), path.trim_start_matches('/'))
-    }
-
-    /// Adds the credentials the mode needs to a request on `repo`: Basic, or a bearer token
-    /// for `repository:REPO:pull,push` fetched from the token server with the user's
-    /// credentials (skipping the 401 round trip the distribution client would make).
-    pub fn authorize(
-        &self,
-        request: RequestBuilder,
-        repo: &str,
-    ) -> Result<RequestBuilder, RegistryError> {
-        Ok(match &self.config.auth {
-            Auth::Anonymous => request,
-            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
-            Auth::Token { .. } => {
-                let scope = format!("repository:{repo}:pull,push");
-                match &self.token_server {
-                    Some(server) => request.bearer_auth(server.token_for(&scope)?),
-                    None => request,
-                }
-            }
-        })
-    }
-
-    /// Uploads one blob to `repo` (distribution-spec "Pushing blobs"), monolithic or chunked.
-    pub fn upload_blob(
-        &self,
-        repo: &str,
-        digest: &str,
-        data: &[u8],
-        upload: Upload,
-    ) -> Result<(), RegistryError> {
-        let what = format!("upload of {digest} to {repo}");
-        let start = self.url(&format!("{repo}/blobs/uploads/"));
-        let response = self.send(&what, self.client.post(&start), repo, StatusCode::ACCEPTED)?;
-        let mut location = self.location(&what, &response)?;
-        let body = match upload {
-            Upload::Monolithic => data.to_vec(),
-            Upload::Chunked(size) => {
-                for (offset, chunk) in chunk_ranges(data.len(), size) {
-                    let request = self
-                        .client
-                        .patch(location.clone())
-                        .header("Content-Type", "application/octet-stream")
-                        .header(
-                            "Content-Range",
-                            format!("{}-{}", offset, offset + chunk - 1),
-                        )
-                        .body(data[offset..offset + chunk].to_vec());
-                    let response = self.send(&what, request, repo, StatusCode::ACCEPTED)?;
-                    location = self.location(&what, &response)?;
-                }
-                Vec::new()
-            }
-        };
-        location.query_pairs_mut().append_pair("digest", digest);
-        let request = self
-            .client
-            .put(location)
-            .header("Content-Type", "application/octet-stream")
-            .body(body);
-        self.send(&what, request, repo, StatusCode::CREATED)
-            .map(drop)
-    }
-
-    /// Stores a manifest (or index) under `reference` (a tag or a digest) with its media type
-    /// as Content-Type.
-    pub fn put_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        media_type: &str,
-        manifest: &[u8],
-    ) -> Result<(), RegistryError> {
-        let what = format!("manifest {repo}:{reference}");
-        let request = self
-            .client
-            .put(self.url(&format!("{repo}/manifests/{reference}")))
-            .header("Content-Type", media_type)
-            .body(manifest.to_vec());
-        self.send(&what, request, repo, StatusCode::CREATED)
-            .map(drop)
-    }
-
-    /// Fetches a manifest by tag or digest, accepting every OCI and Docker manifest type;
-    /// returns its Content-Type and bytes.
-    pub fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<(String, Vec<u8>), RegistryError> {
-        let what = format!("manifest {repo}:{reference}");
-        let accept = [
-            "application/vnd.oci.image.manifest.v1+json",
-            "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.distribution.manifest.list.v2+json",
-        ]
-        .join(", ");
-        let request = self
-            .client
-            .get(self.url(&format!("{repo}/manifests/{reference}")))
-            .header("Accept", accept);
-        let response = self.send(&what, request, repo, StatusCode::OK)?;
-        let content_type = response
-            .headers()
-            .get("Content-Type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = response
-            .bytes()
-            .map_err(|source| RegistryError::Http { what, source })?;
-        Ok((content_type, bytes.to_vec()))
-    }
-
-    /// Fetches a blob's bytes.
-    pub fn get_blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
-        let what = format!("blob {digest} of {repo}");
-        let request = self.client.get(self.url(&format!("{repo}/blobs/{digest}")));
-        let response = self.send(&what, request, repo, StatusCode::OK)?;
-        let bytes = response
-            .bytes()
-            .map_err(|source| RegistryError::Http { what, source })?;
-        Ok(bytes.to_vec())
-    }
-
-    /// Sends `request` with credentials; anything but `expected` is an error with the body.
-    fn send(
-        &self,
-        what: &str,
-        request: RequestBuilder,
-        repo: &str,
-        expected: StatusCode,
-    ) -> Result<Response, RegistryError> {
-        let response =
-            self.authorize(request, repo)?
-                .send()
-                .map_err(|source| RegistryError::Http {
-                    what: what.to_string(),
-                    source,
-                })?;
-        if response.status() != expected {
-            let status = response.status();
-            let body = response.text().unwrap_or_default();
-            return Err(RegistryError::Status {
-                what: what.to_string(),
-                status,
-                body,
-            });
-        }
-        Ok(response)
-    }
-
-    /// The upload URL from a `Location` header (relative ones are resolved against the base).
-    fn location(&self, what: &str, response: &Response) -> Result<Url, RegistryError> {
-        let header = response
-            .headers()
-            .get("Location")
-            .and_then(|v| v.to_str().ok());
-        let base = Url::parse(&self.base_url()).ok();
-        header
-            .and_then(|location| base?.join(location).ok())
-            .ok_or_else(|| RegistryError::Command {
-                what: what.to_string(),
-                why: "no usable Location header".into(),
-            })
+        self.remote.url(path)
     }
 
     /// Polls `GET /v2/` until any HTTP answer (200, or 401 in the auth modes), for up to 20 s;
@@ -400,7 +257,7 @@ impl Registry {
                     why,
                 });
             }
-            if self.client.get(&url).send().is_ok() {
+            if self.remote.client().get(&url).send().is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -415,21 +272,18 @@ impl Registry {
     }
 }
 
+impl AsRef<Remote> for Registry {
+    fn as_ref(&self) -> &Remote {
+        &self.remote
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The token server and the temporary directory go with the fields.
     }
-}
-
-/// (offset, length) of each chunk of `total` bytes cut into `size`-byte pieces.
-fn chunk_ranges(total: usize, size: usize) -> Vec<(usize, usize)> {
-    let size = size.max(1);
-    (0..total)
-        .step_by(size)
-        .map(|offset| (offset, size.min(total - offset)))
-        .collect()
 }
 
 /// Writes the config and starts `docker-registry serve CONFIG` on a free port, its output
@@ -498,20 +352,34 @@ fn write_htpasswd(path: &Path, user: &str, password: &str) -> Result<(), Registr
     std::fs::write(path, output.stdout).map_err(|e| RegistryError::io(path, e))
 }
 
-/// The `auth:` section of the registry config for the mode.
-fn auth_section(auth: &Auth, dir: &Path, token: Option<&(TokenServer, PathBuf)>) -> String {
-    match (auth, token) {
-        (Auth::Basic { .. }, _) => format!(
-            "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
-            dir.join("htpasswd").display()
-        ),
-        (Auth::Token { .. }, Some((server, cert))) => format!(
-            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
-             rootcertbundle: {}\n",
-            server.realm(),
-            cert.display()
-        ),
-        _ => String::new(),
+/// Prepares what the auth mode needs (an htpasswd file; a signing certificate and a running
+/// token server) and returns the `auth:` section of the registry config.
+fn prepare_auth(
+    auth: &Auth,
+    dir: &Path,
+) -> Result<(String, Option<Arc<TokenServer>>), RegistryError> {
+    match auth {
+        Auth::Anonymous => Ok((String::new(), None)),
+        Auth::Basic { user, password } => {
+            let htpasswd = dir.join("htpasswd");
+            write_htpasswd(&htpasswd, user, password)?;
+            let yaml = format!(
+                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                htpasswd.display()
+            );
+            Ok((yaml, None))
+        }
+        Auth::Token { user, password } => {
+            let (key, cert) = certs::make_token_signer(dir)?;
+            let server = TokenServer::start(user, password, key, &cert)?;
+            let yaml = format!(
+                "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
+                 rootcertbundle: {}\n",
+                server.realm(),
+                cert.display()
+            );
+            Ok((yaml, Some(Arc::new(server))))
+        }
     }
 }
 
@@ -541,15 +409,4 @@ fn http_client(ca: Option<&Path>) -> Result<Client, RegistryError> {
         what: "http client".into(),
         source,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_cover_the_blob() {
-        assert_eq!(chunk_ranges(10, 4), [(0, 4), (4, 4), (8, 2)]);
-        assert_eq!(chunk_ranges(0, 4), []);
-    }
 }

@@ -568,7 +568,10 @@ fn pushed_image_reads_back_with_matching_digests() {
         .unwrap();
 
     for (image, tag) in [(&oci, "oci"), (&docker, "docker")] {
-        let (content_type, manifest) = registry.get_manifest("library/busybox", tag).unwrap();
+        let (content_type, manifest) = registry
+            .remote()
+            .get_manifest("library/busybox", tag)
+            .unwrap();
         assert_eq!(content_type, image.media_type);
         assert_eq!(manifest, image.manifest);
         for (digest, bytes) in image
@@ -576,7 +579,10 @@ fn pushed_image_reads_back_with_matching_digests() {
             .into_iter()
             .filter(|(d, _)| *d != image.manifest_digest)
         {
-            let fetched = registry.get_blob("library/busybox", digest).unwrap();
+            let fetched = registry
+                .remote()
+                .get_blob("library/busybox", digest)
+                .unwrap();
             assert_eq!(tests::image::sha256_digest(&fetched), digest);
             assert_eq!(fetched, bytes);
         }
@@ -606,13 +612,14 @@ fn pushed_index_reads_back() {
         .image(one("arm64"))
         .build();
     index.push(&registry, "multi", "latest").unwrap();
-    let (content_type, bytes) = registry.get_manifest("multi", "latest").unwrap();
+    let (content_type, bytes) = registry.remote().get_manifest("multi", "latest").unwrap();
     assert_eq!(
         content_type,
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
     assert_eq!(bytes, index.manifest);
     let (_, arm) = registry
+        .remote()
         .get_manifest("multi", &index.images[1].manifest_digest)
         .unwrap();
     assert_eq!(arm, index.images[1].manifest);
@@ -680,4 +687,39 @@ fn registry_is_gone_after_drop() {
         .build()
         .unwrap();
     assert!(client.get(url).send().is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// image-builder (demo.sh --offline seeds its registry with it)
+
+/// `image-builder busybox --push` lands the image in a registry under the digest it prints,
+/// and `--oci` writes the same manifest into a layout.
+#[test]
+fn image_builder_pushes_and_writes_layouts() {
+    let test = "image_builder_pushes_and_writes_layouts";
+    if !registry_prereqs(test) || !tests::prereq::require_commands(test, &["busybox"]) {
+        return;
+    }
+    let builder = tests::bins::bin("image-builder");
+    let registry = Registry::start(RegistryConfig::default());
+    let target = format!("{}/busybox:latest", registry.host());
+    let pushed = run(Command::new(&builder).args(["busybox", "--push", &target]));
+    let (_, manifest) = registry.remote().get_manifest("busybox", "latest").unwrap();
+    assert_eq!(pushed.trim(), tests::image::sha256_digest(&manifest));
+
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("{}:v1", dir.path().display());
+    let written = run(Command::new(&builder).args(["busybox", "--oci", &layout]));
+    assert_eq!(written, pushed);
+    let index = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\":\"v1\""),
+        "{index}"
+    );
+
+    let refused = Command::new(&builder)
+        .args(["busybox", "--push", "example.com/x"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
 }
