@@ -383,7 +383,11 @@ pub fn show(path: &Path, explain: Explain) -> Result<SubvolumeInfo, Error> {
     let mut info = match ioctl::get_subvol_info(fd.as_fd()) {
         Ok(args) => SubvolumeInfo {
             path: path.into(),
-            name: ioctl::until_nul(&args.name).to_vec(),
+            // The top level has no name in the root tree; btrfs-progs calls it <FS_TREE>.
+            name: match ioctl::until_nul(&args.name) {
+                b"" => b"<FS_TREE>".to_vec(),
+                name => name.to_vec(),
+            },
             id: args.treeid,
             parent_id: args.parent_id,
             root: search::RootItem {
