@@ -149,8 +149,8 @@ impl Registry {
         let (auth_yaml, token_server) = prepare_auth(&config.auth, dir.path())?;
         let tls_yaml = tls.as_ref().map(tls_section).unwrap_or_default();
         let client = http_client(tls.as_ref().map(|t| t.ca_dir.join("ca.crt")).as_deref())?;
-        let (child, host) = spawn_server(dir.path(), &auth_yaml, &tls_yaml)?;
         let scheme = if config.tls { "https" } else { "http" };
+        let (child, host) = start_listening(dir.path(), &auth_yaml, &tls_yaml, &client, scheme)?;
         let credentials = match (&config.auth, &token_server) {
             (Auth::Basic { user, password }, _) => Credentials::Basic {
                 user: user.clone(),
@@ -160,7 +160,7 @@ impl Registry {
             _ => Credentials::None,
         };
         let remote = Remote::new(format!("{scheme}://{host}"), client, credentials);
-        let mut registry = Registry {
+        Ok(Registry {
             child,
             dir,
             host,
@@ -168,9 +168,7 @@ impl Registry {
             ca_dir: tls.map(|t| t.ca_dir),
             token_server,
             remote,
-        };
-        registry.wait_until_answering()?;
-        Ok(registry)
+        })
     }
 
     /// `127.0.0.1:PORT`, the host part of an image reference.
@@ -240,36 +238,6 @@ impl Registry {
     pub fn url(&self, path: &str) -> String {
         self.remote.url(path)
     }
-
-    /// Polls `GET /v2/` until any HTTP answer (200, or 401 in the auth modes), for up to 20 s;
-    /// fails early with the server's output if it exits.
-    fn wait_until_answering(&mut self) -> Result<(), RegistryError> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = self.url("");
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let why = format!(
-                    "exited with {status} before answering; its output:\n{}",
-                    self.log()
-                );
-                return Err(RegistryError::Command {
-                    what: "docker-registry serve".into(),
-                    why,
-                });
-            }
-            if self.remote.client().get(&url).send().is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let why = format!("no answer on {url} after 20 s; its output:\n{}", self.log());
-                return Err(RegistryError::Command {
-                    what: "docker-registry serve".into(),
-                    why,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 impl AsRef<Remote> for Registry {
@@ -283,6 +251,61 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The token server and the temporary directory go with the fields.
+    }
+}
+
+/// Starts the server and waits for it; when another process took the free port in the
+/// meantime (tests run in parallel), tries again with another one.
+fn start_listening(
+    dir: &Path,
+    auth_yaml: &str,
+    tls_yaml: &str,
+    client: &Client,
+    scheme: &str,
+) -> Result<(Child, String), RegistryError> {
+    let mut attempts = 0;
+    loop {
+        let (mut child, host) = spawn_server(dir, auth_yaml, tls_yaml)?;
+        let url = format!("{scheme}://{host}/v2/");
+        match wait_until_answering(&mut child, client, &url, &dir.join("registry.log")) {
+            Ok(()) => return Ok((child, host)),
+            Err(e) if attempts < 3 && e.to_string().contains("address already in use") => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls `GET /v2/` until any HTTP answer (200, or 401 in the auth modes), for up to 20 s;
+/// fails early with the server's output if it exits.
+fn wait_until_answering(
+    child: &mut Child,
+    client: &Client,
+    url: &str,
+    log: &Path,
+) -> Result<(), RegistryError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = |why: &str| RegistryError::Command {
+        what: "docker-registry serve".into(),
+        why: format!(
+            "{why}; its output:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
+    };
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(&format!("exited with {status} before answering")));
+        }
+        if client.get(url).send().is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(&format!("no answer on {url} after 20 s")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -723,3 +723,53 @@ fn image_builder_pushes_and_writes_layouts() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------
+// prereq: skip by hand, fail under CI
+
+/// Needs a command that does not exist; run only by `prereq_skips_by_hand_and_fails_under_ci`.
+#[test]
+#[ignore = "run by prereq_skips_by_hand_and_fails_under_ci in a child process"]
+fn needs_a_missing_command() {
+    if !tests::prereq::require_commands("needs_a_missing_command", &["no-such-command-here"]) {
+        return;
+    }
+    panic!("require_commands found a command that does not exist");
+}
+
+/// The same test binary, run for `needs_a_missing_command` alone: by hand it passes with a
+/// SKIP line naming the command; with CI=true it fails, naming it too.
+#[test]
+fn prereq_skips_by_hand_and_fails_under_ci() {
+    let child = |ci: bool| {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args([
+            "--ignored",
+            "--exact",
+            "needs_a_missing_command",
+            "--nocapture",
+        ]);
+        if ci {
+            command.env("CI", "true");
+        } else {
+            command.env_remove("CI");
+        }
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (passed, text) = child(false);
+    assert!(passed, "{text}");
+    assert!(
+        text.contains("SKIP needs_a_missing_command: command(s) not found: no-such-command-here"),
+        "{text}"
+    );
+    let (passed, text) = child(true);
+    assert!(!passed, "{text}");
+    assert!(
+        text.contains("missing prerequisite under CI=true"),
+        "{text}"
+    );
+    assert!(text.contains("no-such-command-here"), "{text}");
+}
