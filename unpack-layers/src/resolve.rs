@@ -1,0 +1,278 @@
+//! Path resolution inside the rootfs, as if it were `/`.
+//!
+//! Every write is relative to a directory fd. The parent directory of an entry
+//! is reached by walking its cleaned name one component at a time with
+//! `openat(dir, name, O_DIRECTORY | O_NOFOLLOW)`: a plain name can neither climb
+//! (`..` never reaches here, see `entry.rs`) nor follow a link. When a component
+//! is a symlink the walk hands that prefix to the kernel, `openat2(root, prefix,
+//! RESOLVE_IN_ROOT)` (openat2(2)), which resolves absolute targets and `..` as
+//! if the rootfs were `/`: an `etc -> /etc` link leads to the rootfs' own `etc`,
+//! `up -> ../../..` stops at the rootfs root. No string check decides safety.
+//! The final component is never resolved here: callers act on it with
+//! `*at(2)` calls that do not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`).
+//!
+//! Tar entries come depth first, so the directories of the last walk are kept
+//! open (`chain`) and the next entry only walks what differs: an entry in the
+//! same directory as the one before costs no lookup at all. Removing anything
+//! may change what a cached prefix names (a symlinked component may point into
+//! what went), so every removal calls [`Root::forget`].
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::entry::join;
+
+/// Directories kept open for the current walk; deeper ones are walked uncached
+/// so a hostile nesting cannot exhaust file descriptors.
+const MAX_CHAIN: usize = 128;
+
+/// Mode of directories a layer implies without an entry (`a/b/f` with no `a/`).
+const IMPLIED_DIR_MODE: u32 = 0o755;
+
+/// The rootfs, opened once; all paths are resolved beneath it.
+pub struct Root {
+    fd: OwnedFd,
+    chain: Vec<Link>,
+}
+
+struct Link {
+    name: Vec<u8>,
+    fd: OwnedFd,
+    setgid: bool,
+}
+
+/// An open directory: from the cache, or walked past its depth.
+pub enum DirFd<'a> {
+    Cached(BorrowedFd<'a>, bool),
+    Owned(OwnedFd, bool),
+}
+
+impl DirFd<'_> {
+    /// Whether the directory is set-group-ID: new entries take its group, so
+    /// they need an explicit chown even when the layer says gid 0.
+    pub fn setgid(&self) -> bool {
+        match self {
+            DirFd::Cached(_, s) | DirFd::Owned(_, s) => *s,
+        }
+    }
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Cached(fd, _) => *fd,
+            DirFd::Owned(fd, _) => fd.as_fd(),
+        }
+    }
+}
+
+/// What to do about a directory of the walk that does not exist.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Make it (mode 0755), and replace a non-directory standing in its way:
+    /// a layer writing `f/x` over a lower file `f` turns `f` into a directory.
+    Create,
+    /// Report it: a whiteout below a missing directory has nothing to hide.
+    Absent,
+}
+
+/// A failed step of a walk: the prefix it was at and the call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} '{}'", String::from_utf8_lossy(path))]
+pub struct WalkError {
+    pub op: &'static str,
+    pub path: Vec<u8>,
+    #[source]
+    pub source: Errno,
+}
+
+impl Root {
+    /// Opens the rootfs directory itself (following nothing at its last component).
+    pub fn open(path: &Path) -> nix::Result<Root> {
+        let fd = openat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            fd,
+            chain: Vec::new(),
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Drops the cached walk; called after anything is removed or replaced.
+    pub fn forget(&mut self) {
+        self.chain.clear();
+    }
+
+    /// Opens the directory named by `components` (empty: the root), creating or
+    /// reporting missing ones as `missing` says. `Ok(None)` only with `Missing::Absent`.
+    pub fn dir(
+        &mut self,
+        components: &[&[u8]],
+        missing: Missing,
+    ) -> Result<Option<DirFd<'_>>, WalkError> {
+        let common = self
+            .chain
+            .iter()
+            .zip(components)
+            .take_while(|(link, c)| link.name == **c)
+            .count();
+        self.chain.truncate(common);
+        let mut deep: Option<(OwnedFd, bool)> = None;
+        for i in common..components.len() {
+            let here = match (&deep, self.chain.last()) {
+                (Some((fd, _)), _) => fd.as_fd(),
+                (None, Some(link)) => link.fd.as_fd(),
+                (None, None) => self.fd.as_fd(),
+            };
+            let Some(fd) = step(self.fd.as_fd(), here, &components[..=i], missing)? else {
+                return Ok(None);
+            };
+            let setgid = is_setgid(&fd, &components[..=i])?;
+            if deep.is_none() && self.chain.len() < MAX_CHAIN {
+                self.chain.push(Link {
+                    name: components[i].to_vec(),
+                    fd,
+                    setgid,
+                });
+            } else {
+                deep = Some((fd, setgid));
+            }
+        }
+        Ok(Some(match deep {
+            Some((fd, setgid)) => DirFd::Owned(fd, setgid),
+            None => match self.chain.last() {
+                Some(link) => DirFd::Cached(link.fd.as_fd(), link.setgid),
+                None => DirFd::Cached(self.fd.as_fd(), is_setgid(&self.fd, &[])?),
+            },
+        }))
+    }
+
+    /// Caches a directory just made at `components`, when it extends the
+    /// current walk, so its entries that follow need no lookup.
+    pub fn adopt(&mut self, components: &[&[u8]], fd: OwnedFd, setgid: bool) {
+        let Some((last, parent)) = components.split_last() else {
+            return;
+        };
+        let extends = self.chain.len() == parent.len()
+            && self.chain.len() < MAX_CHAIN
+            && self.chain.iter().zip(parent).all(|(l, c)| l.name == *c);
+        if extends {
+            self.chain.push(Link {
+                name: last.to_vec(),
+                fd,
+                setgid,
+            });
+        }
+    }
+
+    /// Opens `components` with the kernel resolving everything inside the root,
+    /// uncached, following a final symlink too (for reading `/etc/passwd`, and
+    /// the directory of a hardlink's target).
+    pub fn open_beneath(&self, components: &[&[u8]], flags: OFlag) -> nix::Result<OwnedFd> {
+        let path = if components.is_empty() {
+            b".".to_vec()
+        } else {
+            join(components)
+        };
+        in_root(self.fd.as_fd(), &path, flags)
+    }
+}
+
+/// One component of a walk: `prefix` is the path so far, its last component the
+/// name to open in `here`.
+fn step(
+    root: BorrowedFd<'_>,
+    here: BorrowedFd<'_>,
+    prefix: &[&[u8]],
+    missing: Missing,
+) -> Result<Option<OwnedFd>, WalkError> {
+    let name = prefix[prefix.len() - 1];
+    let fail = |op, source| WalkError {
+        op,
+        path: join(prefix),
+        source,
+    };
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    match openat(here, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        // A symlink: the kernel resolves the whole prefix, inside the root.
+        Err(Errno::ELOOP) => match in_root(root, &join(prefix), dir_flags) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::ENOENT | Errno::ENOTDIR) if missing == Missing::Absent => Ok(None),
+            Err(Errno::ENOENT) => Err(fail(
+                "follow the symlink (to a missing directory)",
+                Errno::ENOENT,
+            )),
+            Err(e) => Err(fail("follow the symlink", e)),
+        },
+        Err(Errno::ENOENT | Errno::ENOTDIR) if missing == Missing::Absent => Ok(None),
+        // A file, device or FIFO where a directory must be: replace it.
+        Err(Errno::ENOTDIR) => {
+            unlinkat(here, name, UnlinkatFlags::NoRemoveDir).map_err(|e| fail("replace", e))?;
+            make_dir(here, name).map_err(|e| fail("create directory", e))
+        }
+        Err(Errno::ENOENT) => make_dir(here, name).map_err(|e| fail("create directory", e)),
+        Err(e) => Err(fail("open directory", e)),
+    }
+}
+
+fn make_dir(here: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Option<OwnedFd>> {
+    mkdirat(here, name, Mode::from_bits_truncate(IMPLIED_DIR_MODE))?;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    openat(here, name, flags, Mode::empty()).map(Some)
+}
+
+fn is_setgid(fd: &impl AsFd, at: &[&[u8]]) -> Result<bool, WalkError> {
+    fstat(fd.as_fd())
+        .map(|st| st.st_mode & libc::S_ISGID != 0)
+        .map_err(|source| WalkError {
+            op: "stat",
+            path: join(at),
+            source,
+        })
+}
+
+/// openat2(2) with RESOLVE_IN_ROOT: `root` acts as `/` for absolute symlinks and
+/// `..`; magic links (`/proc/self/...`) are refused outright.
+pub fn in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    loop {
+        // openat2 returns EAGAIN when a concurrent rename raced the walk.
+        match openat2(root, path, how) {
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `/proc/self/fd/N`: a path for calls with no fd form (setxattr, chmod) that
+/// reaches exactly the inode `fd` holds, never re-resolving a name.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::ffi::CString {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // A formatted integer holds no NUL.
+    std::ffi::CString::new(path).unwrap_or_default()
+}
+
+/// A component as a C string; entry names hold no NUL (`entry.rs` rejects it).
+pub fn c_name(name: &[u8]) -> std::ffi::CString {
+    std::ffi::CString::new(name).unwrap_or_default()
+}
+
+/// `CStr` helper for the root's own "."
+pub const DOT: &CStr = c".";
