@@ -22,8 +22,10 @@ use crate::Error;
 
 const CHUNK: usize = 256 * 1024;
 
-/// Downloads every blob not already in the layout, `jobs` at a time.
-/// Returns how many were downloaded. The first failure stops the others.
+/// Downloads every blob not already in the layout, `jobs` at a time, and
+/// returns them verified but still under temporary names: the caller
+/// commits them once everything succeeded, so a failed fetch adds nothing
+/// under `blobs/`. The first failure stops the other downloads.
 pub fn download_all(
     registry: &Registry<'_>,
     layout: &Layout,
@@ -31,9 +33,9 @@ pub fn download_all(
     jobs: usize,
     retry_times: u32,
     reporter: &Reporter,
-) -> Result<usize, Error> {
+) -> Result<Vec<Verified>, Error> {
     let next = AtomicUsize::new(0);
-    let downloaded = AtomicUsize::new(0);
+    let verified = Mutex::new(Vec::new());
     let abort = AtomicBool::new(false);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -53,10 +55,13 @@ pub fn download_all(
                     reporter,
                 };
                 match job.run() {
-                    Ok(true) => {
-                        downloaded.fetch_add(1, Ordering::SeqCst);
+                    Ok(Some(blob)) => {
+                        verified
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(blob);
                     }
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(e) => {
                         abort.store(true, Ordering::SeqCst);
                         let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,7 +76,19 @@ pub fn download_all(
     });
     match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(downloaded.into_inner()),
+        None => Ok(verified.into_inner().unwrap_or_else(|e| e.into_inner())),
+    }
+}
+
+/// A blob whose bytes matched its descriptor, waiting in a temporary file.
+pub struct Verified {
+    pub file: NamedTempFile,
+    pub hex: String,
+}
+
+impl Verified {
+    pub fn commit(self, layout: &Layout) -> Result<(), Error> {
+        Ok(layout.commit_blob(self.file, &self.hex)?)
     }
 }
 
@@ -94,15 +111,15 @@ enum Attempt {
 }
 
 impl Download<'_, '_> {
-    /// Ok(false) when the blob was already there.
-    fn run(&self) -> Result<bool, Error> {
+    /// None when the blob was already there.
+    fn run(&self) -> Result<Option<Verified>, Error> {
         let digest = self.blob.digest();
         let hex = sha256_hex(digest)?;
         let size = self.blob.size();
         if self.layout.has_blob(hex, size) {
             self.reporter
                 .explain(|| format!("# {digest} already in the layout, not downloading"));
-            return Ok(false);
+            return Ok(None);
         }
         let mut file = self.layout.temp_file()?;
         let mut verifier = Verifier::default();
@@ -152,8 +169,10 @@ impl Download<'_, '_> {
                 actual: actual.to_string(),
             });
         }
-        self.layout.commit_blob(file, hex)?;
-        Ok(true)
+        Ok(Some(Verified {
+            file,
+            hex: hex.to_owned(),
+        }))
     }
 
     /// One GET, from byte `verifier.bytes()` on, streamed to the file.

@@ -205,7 +205,6 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     };
     let reporter = Reporter::new(options.explain, options.quiet);
     let credentials = credentials(options, &reference, &reporter)?;
-    let layout = Layout::create(&destination.dir)?;
 
     let registry = Registry::connect(
         &reference,
@@ -219,23 +218,6 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     )?;
 
     let (manifest, bytes, docker) = resolve_manifest(&registry, &reference, &platform, &reporter)?;
-
-    let mut blobs = vec![manifest.config().clone()];
-    blobs.extend(manifest.layers().iter().cloned());
-    let downloaded = download::download_all(
-        &registry,
-        &layout,
-        &blobs,
-        options.jobs,
-        options.retry_times,
-        &reporter,
-    )?;
-    reporter.explain(|| {
-        format!(
-            "# {downloaded} of {} blobs downloaded, the rest were in the layout",
-            blobs.len()
-        )
-    });
 
     // Docker schema2 becomes OCI: same blobs, new manifest bytes.
     let bytes = if docker {
@@ -251,6 +233,30 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     } else {
         bytes
     };
+    // The layout is created once there is something to put in it.
+    let layout = Layout::create(&destination.dir)?;
+    let mut blobs = vec![manifest.config().clone()];
+    blobs.extend(manifest.layers().iter().cloned());
+    let verified = download::download_all(
+        &registry,
+        &layout,
+        &blobs,
+        options.jobs,
+        options.retry_times,
+        &reporter,
+    )?;
+    reporter.explain(|| {
+        format!(
+            "# {} of {} blobs downloaded and verified, the rest were in the layout",
+            verified.len(),
+            blobs.len()
+        )
+    });
+
+    // Only now, with every byte checked, do blobs get their final names.
+    for blob in verified {
+        blob.commit(&layout)?;
+    }
     let digest = layout.write_blob(&bytes)?;
     let tag = destination.tag.as_deref().or(reference.tag.as_deref());
     layout.set_tag(
