@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use crate::registry::{RegistryError, Remote, Upload};
 
 mod layer;
-pub use layer::{pax_record, Layer, DEFAULT_MTIME};
+pub use layer::{gnu_long_name, pax_header, pax_record, Layer, DEFAULT_MTIME};
 
 /// The annotation that names a tag in an OCI layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -410,31 +410,81 @@ fn ping(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
     request.send().unwrap().status().as_u16()
 }
 
+/// Every mode, over http and https: `/v2/` answers, with the credentials the mode wants and
+/// never with wrong ones.
 #[test]
-fn registry_anonymous_answers() {
-    if !registry_prereqs("registry_anonymous_answers") {
-        return;
-    }
-    let registry = Registry::start(RegistryConfig::default());
-    assert_eq!(ping(&registry, None), 200);
-    assert!(registry.base_url().starts_with("http://127.0.0.1:"));
-    assert!(registry.log().contains("GET /v2/"), "{}", registry.log());
-}
-
-#[test]
-fn registry_basic_refuses_wrong_credentials() {
-    if !registry_prereqs("registry_basic_refuses_wrong_credentials") {
+fn registry_answers_in_every_mode_and_refuses_wrong_credentials() {
+    if !registry_prereqs("registry_answers_in_every_mode_and_refuses_wrong_credentials") {
         return;
     }
     let (user, password) = credentials();
-    let auth = Auth::Basic {
-        user: user.clone(),
-        password: password.clone(),
-    };
-    let registry = Registry::start(RegistryConfig { auth, tls: false });
-    assert_eq!(ping(&registry, None), 401);
-    assert_eq!(ping(&registry, Some((&user, "wrong"))), 401);
-    assert_eq!(ping(&registry, Some((&user, &password))), 200);
+    let modes = [
+        Auth::Anonymous,
+        Auth::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        Auth::Token {
+            user: user.clone(),
+            password: password.clone(),
+        },
+    ];
+    for tls in [false, true] {
+        for auth in modes.clone() {
+            let registry = Registry::start(RegistryConfig {
+                auth: auth.clone(),
+                tls,
+            });
+            let scheme = if tls { "https" } else { "http" };
+            assert!(registry
+                .base_url()
+                .starts_with(&format!("{scheme}://127.0.0.1:")));
+            let ok = match auth {
+                Auth::Anonymous => ping(&registry, None),
+                Auth::Basic { .. } => {
+                    assert_eq!(ping(&registry, None), 401, "{auth:?} tls={tls}");
+                    assert_eq!(ping(&registry, Some((&user, "wrong"))), 401, "{auth:?}");
+                    ping(&registry, Some((&user, &password)))
+                }
+                Auth::Token { .. } => {
+                    assert_eq!(ping(&registry, None), 401, "{auth:?} tls={tls}");
+                    assert_eq!(token_status(&registry, Some((&user, "wrong"))), 401);
+                    let token = token_over_http(&registry, (&user, &password));
+                    let request = registry.client().get(registry.url("")).bearer_auth(token);
+                    request.send().unwrap().status().as_u16()
+                }
+            };
+            assert_eq!(ok, 200, "{auth:?} tls={tls}: {}", registry.log());
+            assert!(registry.log().contains("GET /v2/"), "{}", registry.log());
+        }
+    }
+}
+
+/// A token from the realm, asked for with the user's credentials as a client would.
+fn token_over_http(registry: &Registry, (user, password): (&str, &str)) -> String {
+    let realm = registry.token_realm().unwrap();
+    let url = format!(
+        "{realm}?service={}&scope=repository:a/b:pull",
+        tests::registry::SERVICE
+    );
+    let request = registry.client().get(url).basic_auth(user, Some(password));
+    let body = request.send().unwrap().text().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// The status of a token request with optional Basic credentials.
+fn token_status(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
+    let realm = registry.token_realm().unwrap();
+    let url = format!(
+        "{realm}?service={}&scope=repository:a/b:pull",
+        tests::registry::SERVICE
+    );
+    let mut request = registry.client().get(url);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    request.send().unwrap().status().as_u16()
 }
 
 #[test]

@@ -278,32 +278,55 @@ fn set_long_field(out: &mut Vec<u8>, header: &mut Header, value: &[u8], kind: En
     field.fill(0);
     let short = value.len().min(field.len());
     field[..short].copy_from_slice(&value[..short]);
-    if value.len() <= field.len() {
-        return;
+    if value.len() > field.len() {
+        out.extend_from_slice(&long_record(value, kind));
     }
-    let mut long = Header::new_gnu();
-    long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-    long.set_entry_type(kind);
-    long.set_mode(0o644);
-    long.set_size(value.len() as u64 + 1);
-    long.set_cksum();
-    append_record(out, long.as_bytes(), &[value, b"\0"].concat());
+}
+
+/// A `././@LongLink` record of type `L` (name) or `K` (link name) holding `value` and a NUL.
+fn long_record(value: &[u8], kind: EntryType) -> Vec<u8> {
+    let mut header = Header::new_gnu();
+    header.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(value.len() as u64 + 1);
+    header.set_cksum();
+    let mut out = Vec::new();
+    append_record(&mut out, header.as_bytes(), &[value, b"\0"].concat());
+    out
 }
 
 /// A PAX extended header (`x`) carrying `SCHILY.xattr.KEY=VALUE` records, the form GNU tar,
 /// Docker and the tar crate read xattrs from.
 fn write_pax_xattrs(out: &mut Vec<u8>, xattrs: &[(String, Vec<u8>)]) {
-    let body: Vec<u8> = xattrs
+    let records: Vec<(String, &[u8])> = xattrs
         .iter()
-        .flat_map(|(key, value)| pax_record(&format!("SCHILY.xattr.{key}"), value))
+        .map(|(key, value)| (format!("SCHILY.xattr.{key}"), value.as_slice()))
         .collect();
+    let records: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    out.extend_from_slice(&pax_header(&records));
+}
+
+/// A whole PAX extended header (type `x`) holding `records`, padded to 512-byte blocks: for
+/// [`Layer::raw_bytes`], to make an entry whose PAX `path` or `size` disagrees with its own
+/// header, or a PAX header followed by a GNU long name (CVE-2025-62518).
+pub fn pax_header(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let body: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
     let mut header = Header::new_ustar();
     header.as_old_mut().name[..10].copy_from_slice(b"PaxHeaders");
     header.set_entry_type(EntryType::XHeader);
     header.set_mode(0o644);
     header.set_size(body.len() as u64);
     header.set_cksum();
-    append_record(out, header.as_bytes(), &body);
+    let mut out = Vec::new();
+    append_record(&mut out, header.as_bytes(), &body);
+    out
+}
+
+/// A GNU long-name record (type `L`) for `name`, for [`Layer::raw_bytes`]: the entry after
+/// it takes this name whatever its own header says.
+pub fn gnu_long_name(name: &[u8]) -> Vec<u8> {
+    long_record(name, EntryType::GNULongName)
 }
 
 /// One PAX record, `LEN KEY=VALUE\n`, where LEN counts the whole record including itself.
@@ -333,6 +356,23 @@ mod tests {
         assert_eq!(record, b"9 path=a\n");
         let long = pax_record("k", &[b'v'; 95]);
         assert_eq!(long.len().to_string(), String::from_utf8_lossy(&long[..3]));
+    }
+
+    #[test]
+    fn a_pax_path_overrides_the_header_name_for_the_tar_crate() {
+        let tar = Layer::new()
+            .raw_bytes(pax_header(&[("path", b"from-pax")]))
+            .file("from-header", "", 0o644)
+            .raw_bytes(gnu_long_name(b"from-gnu"))
+            .file("ignored", "", 0o644)
+            .to_tar();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<Vec<u8>> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect();
+        assert_eq!(names, [b"from-pax".to_vec(), b"from-gnu".to_vec()]);
     }
 
     #[test]
