@@ -146,7 +146,7 @@ impl Registry {
             .tls
             .then(|| certs::make_tls(dir.path()))
             .transpose()?;
-        let (auth_yaml, token_server) = prepare_auth(&config.auth, dir.path())?;
+        let (auth_yaml, token_server) = prepare_auth(&config.auth, dir.path(), tls.as_ref())?;
         let tls_yaml = tls.as_ref().map(tls_section).unwrap_or_default();
         let client = http_client(tls.as_ref().map(|t| t.ca_dir.join("ca.crt")).as_deref())?;
         let scheme = if config.tls { "https" } else { "http" };
@@ -380,6 +380,7 @@ fn write_htpasswd(path: &Path, user: &str, password: &str) -> Result<(), Registr
 fn prepare_auth(
     auth: &Auth,
     dir: &Path,
+    tls: Option<&certs::TlsFiles>,
 ) -> Result<(String, Option<Arc<TokenServer>>), RegistryError> {
     match auth {
         Auth::Anonymous => Ok((String::new(), None)),
@@ -394,7 +395,7 @@ fn prepare_auth(
         }
         Auth::Token { user, password } => {
             let (key, cert) = certs::make_token_signer(dir)?;
-            let server = TokenServer::start(user, password, key, &cert)?;
+            let server = TokenServer::start(user, password, key, &cert, tls)?;
             let yaml = format!(
                 "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
                  rootcertbundle: {}\n",

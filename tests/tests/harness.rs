@@ -676,7 +676,7 @@ fn pushed_index_reads_back() {
 }
 
 /// skopeo, a real distribution client, pulls from the token registry with credentials
-/// (challenge, token request, bearer) and from the TLS registry with --src-cert-dir.
+/// (challenge, token request, bearer), over http and over TLS with --src-cert-dir.
 #[test]
 fn skopeo_pulls_through_token_auth_and_tls() {
     let test = "skopeo_pulls_through_token_auth_and_tls";
@@ -712,15 +712,32 @@ fn skopeo_pulls_through_token_auth_and_tls() {
         "skopeo asked for a token"
     );
 
-    let tls_registry = Registry::start(RegistryConfig {
-        auth: Auth::Anonymous,
-        tls: true,
-    });
+    // TLS and tokens together, as Docker Hub: the realm is https with the same test CA.
+    let auth = Auth::Token { user, password };
+    let tls_registry = Registry::start(RegistryConfig { auth, tls: true });
+    assert!(tls_registry
+        .token_realm()
+        .unwrap()
+        .starts_with("https://127.0.0.1:"));
     image.push(&tls_registry, "demo/busybox", "latest").unwrap();
     let source = format!("docker://{}/demo/busybox:latest", tls_registry.host());
     let dest = format!("oci:{}:tls", dir.path().join("out").display());
     let cert_dir = tls_registry.ca_dir().unwrap().to_str().unwrap().to_string();
-    run(Command::new("skopeo").args(["copy", "--src-cert-dir", &cert_dir, &source, &dest]));
+    let before = tls_registry.token_requests();
+    let copy = [
+        "copy",
+        "--src-cert-dir",
+        &cert_dir,
+        "--src-creds",
+        &creds,
+        &source,
+        &dest,
+    ];
+    run(Command::new("skopeo").args(copy));
+    assert!(
+        tls_registry.token_requests() > before,
+        "skopeo asked the https realm"
+    );
 }
 
 /// The registry process and its files are gone after drop.

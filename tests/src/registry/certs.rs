@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 
 use super::RegistryError;
 
@@ -75,6 +80,30 @@ pub(super) fn make_token_signer(dir: &Path) -> Result<(PathBuf, PathBuf), Regist
         cert.display()
     ))?;
     Ok((key, cert))
+}
+
+/// A rustls server configuration presenting the test server certificate (for the token
+/// server's https realm).
+pub(super) fn server_config(tls: &TlsFiles) -> Result<Arc<ServerConfig>, RegistryError> {
+    let failed = |e: &dyn std::fmt::Display| RegistryError::Command {
+        what: format!(
+            "tls server configuration from {}",
+            tls.server_cert.display()
+        ),
+        why: e.to_string(),
+    };
+    let chain = CertificateDer::pem_file_iter(&tls.server_cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| failed(&e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.server_key).map_err(|e| failed(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| failed(&e))?;
+    Ok(Arc::new(config))
 }
 
 /// The DER bytes of a PEM certificate (for a JWT header's `x5c`).

@@ -8,9 +8,11 @@
 //! `rootcertbundle`; the certificate travels in the header's `x5c`, which distribution 2.8
 //! verifies against that bundle. Wrong credentials get 401; no credentials get a token with
 //! pull access only if anonymous pull was allowed, else one with no access at all.
+//!
+//! With a TLS registry the realm is https too (same test CA), as `auth.docker.io` is.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
 
 use super::{certs, RegistryError};
@@ -45,6 +48,7 @@ struct Authority {
 /// A running token server on 127.0.0.1; stopped on drop.
 pub struct TokenServer {
     realm: String,
+    address: SocketAddr,
     authority: Arc<Authority>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -52,19 +56,20 @@ pub struct TokenServer {
 
 impl TokenServer {
     /// Starts serving tokens for `user`/`password`, signed with `key` (PEM) whose
-    /// certificate is `cert`.
+    /// certificate is `cert`; over https with the registry's certificate when `tls` is given.
     pub fn start(
         user: &str,
         password: &str,
         key: PathBuf,
         cert: &std::path::Path,
+        tls: Option<&certs::TlsFiles>,
     ) -> Result<Self, RegistryError> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| RegistryError::io("127.0.0.1:0", e))?;
-        let port = listener
+        let address = listener
             .local_addr()
-            .map_err(|e| RegistryError::io("token listener", e))?
-            .port();
+            .map_err(|e| RegistryError::io("token listener", e))?;
+        let tls = tls.map(certs::server_config).transpose()?;
         let authority = Arc::new(Authority {
             user: user.to_string(),
             password: password.to_string(),
@@ -74,14 +79,15 @@ impl TokenServer {
             requests: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (authority, stop) = (Arc::clone(&authority), Arc::clone(&stop));
-            std::thread::spawn(move || serve(&listener, &authority, &stop))
+            std::thread::spawn(move || serve(&listener, &authority, tls.as_ref(), &stop))
         };
-        let realm = format!("http://127.0.0.1:{port}/token");
         Ok(TokenServer {
-            realm,
+            realm: format!("{scheme}://{address}/token"),
+            address,
             authority,
             stop,
             thread: Some(thread),
@@ -126,11 +132,7 @@ impl Drop for TokenServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept() so the thread sees the flag.
-        let _ = TcpStream::connect(
-            self.realm
-                .trim_start_matches("http://")
-                .trim_end_matches("/token"),
-        );
+        let _ = TcpStream::connect(self.address);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -138,40 +140,52 @@ impl Drop for TokenServer {
 }
 
 /// Accepts connections one at a time until `stop`; each gets one response and is closed.
-fn serve(listener: &TcpListener, authority: &Authority, stop: &AtomicBool) {
+fn serve(
+    listener: &TcpListener,
+    authority: &Authority,
+    tls: Option<&Arc<ServerConfig>>,
+    stop: &AtomicBool,
+) {
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        if let Ok(stream) = stream {
-            let _ = handle(stream, authority);
-        }
+        let Ok(stream) = stream else { continue };
+        // A client that connects and says nothing must not hold the server for long.
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let _ = match tls {
+            None => handle(stream, authority),
+            Some(config) => handle_tls(stream, config, authority),
+        };
     }
 }
 
+/// Serves one request inside a TLS session, closing it with close_notify.
+fn handle_tls(
+    stream: TcpStream,
+    config: &Arc<ServerConfig>,
+    authority: &Authority,
+) -> std::io::Result<()> {
+    let connection = ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+    let mut tls = StreamOwned::new(connection, stream);
+    handle(&mut tls, authority)?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
 /// Reads the request line and headers, answers, logs.
-fn handle(mut stream: TcpStream, authority: &Authority) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut authorization = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("authorization") {
-                authorization = Some(value.trim().to_string());
-            }
-        }
-    }
-    let target = request_line
-        .split_whitespace()
-        .nth(1)
+fn handle(mut stream: impl Read + Write, authority: &Authority) -> std::io::Result<()> {
+    let head = read_head(&mut stream)?;
+    let mut lines = head.lines();
+    let target = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("")
         .to_string();
+    let authorization = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.trim().to_string());
     let (status, body) = answer(authority, &target, authorization.as_deref());
     authority.requests.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut log) = authority.log.lock() {
@@ -183,7 +197,21 @@ fn handle(mut stream: TcpStream, authority: &Authority) -> std::io::Result<()> {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
-    )
+    )?;
+    stream.flush()
+}
+
+/// The request line and headers, up to the blank line (at most 64 KiB).
+fn read_head(stream: &mut impl Read) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        if stream.read(&mut byte)? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// The status and JSON body for a token request.
