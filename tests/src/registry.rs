@@ -211,8 +211,10 @@ impl Registry {
             .map_or(0, TokenServer::requests)
     }
 
-    /// Everything the server logged so far (one access-log line per request), followed by
-    /// the token server's lines (`token: GET ... -> STATUS`).
+    /// Everything the server logged so far, followed by the token server's lines
+    /// (`token: GET ... -> STATUS`). Each request appears twice in the server's part: a
+    /// `msg="response completed"` line and an access-log line (`"GET /v2/... HTTP/1.1" 200`);
+    /// [`requests`](Self::requests) lists the latter alone.
     pub fn log(&self) -> String {
         let mut log =
             std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
@@ -220,6 +222,12 @@ impl Registry {
             log.push_str(&server.log());
         }
         log
+    }
+
+    /// The requests the registry served so far, in order, as `METHOD PATH STATUS`
+    /// (e.g. `GET /v2/library/busybox/blobs/sha256:... 200`), from its access log.
+    pub fn requests(&self) -> Vec<String> {
+        self.log().lines().filter_map(access_log_request).collect()
     }
 
     /// A client for this registry that authenticates as the mode requires (for pushing
@@ -252,6 +260,17 @@ impl Drop for Registry {
         let _ = self.child.wait();
         // The token server and the temporary directory go with the fields.
     }
+}
+
+/// `METHOD PATH STATUS` from an access-log line `HOST - - [TIME] "METHOD PATH HTTP/1.1" STATUS ...`.
+fn access_log_request(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once(" \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let mut words = request.split(' ');
+    let (method, path) = (words.next()?, words.next()?);
+    let status = rest.split(' ').next()?;
+    status.parse::<u16>().ok()?;
+    Some(format!("{method} {path} {status}"))
 }
 
 /// Starts the server and waits for it; when another process took the free port in the
@@ -433,4 +452,17 @@ fn http_client(ca: Option<&Path>) -> Result<Client, RegistryError> {
         what: "http client".into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_log_lines_become_requests() {
+        let line = r#"127.0.0.1 - - [29/Nov/2026:15:21:59 +0000] "GET /v2/ HTTP/1.1" 200 2 "" """#;
+        assert_eq!(access_log_request(line).as_deref(), Some("GET /v2/ 200"));
+        let info = r#"time="2026" level=info msg="response completed" http.request.uri=/v2/"#;
+        assert_eq!(access_log_request(info), None);
+    }
 }

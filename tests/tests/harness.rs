@@ -637,10 +637,10 @@ fn pushed_image_reads_back_with_matching_digests() {
             assert_eq!(fetched, bytes);
         }
     }
-    assert!(
-        registry.log().contains("PATCH"),
-        "the chunked upload used PATCH"
-    );
+    let requests = registry.requests();
+    let patches = requests.iter().filter(|r| r.starts_with("PATCH ")).count();
+    // The busybox layer (about 1 MB compressed) in 300 kB chunks takes several PATCHes.
+    assert!(patches >= 4, "{requests:#?}");
 }
 
 /// An index pushed by tag reads back as the same bytes; its images by digest.
