@@ -141,6 +141,38 @@ pub struct GetSubvolInfoArgs {
     pub reserved: [u64; 8],
 }
 
+/// One child in `struct btrfs_ioctl_get_subvol_rootref_args`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RootRef {
+    pub treeid: u64,
+    pub dirid: u64,
+}
+
+const MAX_ROOTREF_BUFFER_NUM: usize = 255;
+
+/// `struct btrfs_ioctl_get_subvol_rootref_args` (Linux 4.18): the subvolumes directly
+/// inside the subvolume of the fd, up to 255 at a time, without privilege.
+#[repr(C)]
+pub struct GetSubvolRootrefArgs {
+    pub min_treeid: u64,
+    pub rootref: [RootRef; MAX_ROOTREF_BUFFER_NUM],
+    pub num_items: u8,
+    pub align: [u8; 7],
+}
+
+const INO_LOOKUP_USER_PATH_MAX: usize = 4080 - VOL_NAME_MAX - 1;
+
+/// `struct btrfs_ioctl_ino_lookup_user_args` (Linux 4.18): a child subvolume's name and
+/// the path to it from the fd's directory, checked against the caller's permissions.
+#[repr(C)]
+pub struct InoLookupUserArgs {
+    pub dirid: u64,
+    pub treeid: u64,
+    pub name: [u8; VOL_NAME_MAX + 1],
+    pub path: [u8; INO_LOOKUP_USER_PATH_MAX],
+}
+
 mod raw {
     use super::*;
 
@@ -150,6 +182,13 @@ mod raw {
     nix::ioctl_readwrite!(ino_lookup, BTRFS_IOCTL_MAGIC, 18, InoLookupArgs);
     nix::ioctl_write_ptr!(snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
     nix::ioctl_read!(get_subvol_info, BTRFS_IOCTL_MAGIC, 60, GetSubvolInfoArgs);
+    nix::ioctl_readwrite!(
+        get_subvol_rootref,
+        BTRFS_IOCTL_MAGIC,
+        61,
+        GetSubvolRootrefArgs
+    );
+    nix::ioctl_readwrite!(ino_lookup_user, BTRFS_IOCTL_MAGIC, 62, InoLookupUserArgs);
     nix::ioctl_write_ptr!(snap_destroy_v2, BTRFS_IOCTL_MAGIC, 63, VolArgsV2);
 }
 
@@ -280,6 +319,54 @@ pub fn get_subvol_info(fd: BorrowedFd) -> Result<Box<GetSubvolInfoArgs>, Errno> 
     Ok(args)
 }
 
+/// `BTRFS_IOC_GET_SUBVOL_ROOTREF`, repeated until complete: every subvolume directly inside
+/// the subvolume of `fd` (their ids and the directory inode holding each).
+pub fn get_subvol_rootref(fd: BorrowedFd) -> Result<Vec<RootRef>, Errno> {
+    let mut args = Box::new(GetSubvolRootrefArgs {
+        min_treeid: 0,
+        rootref: [RootRef::default(); MAX_ROOTREF_BUFFER_NUM],
+        num_items: 0,
+        align: [0; 7],
+    });
+    let mut all = Vec::new();
+    loop {
+        // SAFETY: the kernel reads `min_treeid` and fills the exclusively borrowed struct.
+        let result = unsafe { raw::get_subvol_rootref(fd.as_raw_fd(), &mut *args) };
+        let count = usize::from(args.num_items).min(MAX_ROOTREF_BUFFER_NUM);
+        match result {
+            Ok(_) => {
+                all.extend_from_slice(&args.rootref[..count]);
+                return Ok(all);
+            }
+            // More than fit: the kernel moved `min_treeid` past the last one returned.
+            Err(Errno::EOVERFLOW) if count > 0 => all.extend_from_slice(&args.rootref[..count]),
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
+/// `BTRFS_IOC_INO_LOOKUP_USER`: the name of child subvolume `treeid` and the path from the
+/// directory `fd` to the directory `dirid` holding it (`EACCES` when that directory is not
+/// below `fd`, or the caller may not search a directory on the way).
+pub fn ino_lookup_user(
+    fd: BorrowedFd,
+    dirid: u64,
+    treeid: u64,
+) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+    let mut args = Box::new(InoLookupUserArgs {
+        dirid,
+        treeid,
+        name: [0; VOL_NAME_MAX + 1],
+        path: [0; INO_LOOKUP_USER_PATH_MAX],
+    });
+    // SAFETY: an exclusively borrowed, fully initialised struct of the size the request encodes.
+    unsafe { raw::ino_lookup_user(fd.as_raw_fd(), &mut *args) }?;
+    Ok((
+        until_nul(&args.name).to_vec(),
+        until_nul(&args.path).to_vec(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +382,8 @@ mod tests {
         assert_eq!(size_of::<InoLookupArgs>(), 4096);
         assert_eq!(size_of::<Timespec>(), 16);
         assert_eq!(size_of::<GetSubvolInfoArgs>(), 504);
+        assert_eq!(size_of::<GetSubvolRootrefArgs>(), 4096);
+        assert_eq!(size_of::<InoLookupUserArgs>(), 4096);
     }
 
     #[test]

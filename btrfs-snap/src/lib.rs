@@ -12,7 +12,7 @@
 //! | `create PATH` | `BTRFS_IOC_SUBVOL_CREATE` on the parent directory | `btrfs subvolume create PATH` |
 //! | `snapshot [-r] SRC DEST` | `BTRFS_IOC_SNAP_CREATE_V2` (`BTRFS_SUBVOL_RDONLY`) | `btrfs subvolume snapshot [-r] SRC DEST` |
 //! | `delete PATH...` | `BTRFS_IOC_SNAP_DESTROY_V2` by id, else `BTRFS_IOC_SNAP_DESTROY` | `btrfs subvolume delete PATH...` |
-//! | `list [PATH]` | `BTRFS_IOC_TREE_SEARCH` on the root tree + `BTRFS_IOC_INO_LOOKUP` | `btrfs subvolume list -o PATH` |
+//! | `list [PATH]` | `BTRFS_IOC_TREE_SEARCH` on the root tree + `BTRFS_IOC_INO_LOOKUP` (as root), `BTRFS_IOC_GET_SUBVOL_ROOTREF` + `BTRFS_IOC_INO_LOOKUP_USER` (as a user) | `btrfs subvolume list -o PATH` |
 //! | `show PATH` | `BTRFS_IOC_GET_SUBVOL_INFO` (tree search on old kernels) | `btrfs subvolume show PATH` |
 //!
 //! Everything is identified the way btrfs-progs identifies it (a subvolume's root
@@ -22,6 +22,7 @@
 pub mod explain;
 pub mod fsinfo;
 pub mod ioctl;
+pub mod rootref;
 pub mod search;
 pub mod subvolume;
 

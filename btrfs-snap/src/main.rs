@@ -49,7 +49,7 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Print the subvolumes at or below PATH, one path per line (like `btrfs subvolume list
-    /// -o PATH`, recursively). Needs root.
+    /// -o PATH`, recursively).
     List {
         /// Where to look: a subvolume or any directory on a btrfs.
         #[arg(default_value = ".")]

@@ -11,7 +11,7 @@ use nix::fcntl::{open, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, Mode};
 
 use crate::explain::{c_str, shell_word, Explain};
-use crate::{fsinfo, ioctl, search, Error, Op, Reason};
+use crate::{fsinfo, ioctl, rootref, search, Error, Op, Reason};
 
 /// `btrfs subvolume create PATH`: `BTRFS_IOC_SUBVOL_CREATE` on PATH's parent directory.
 pub fn create(path: &Path, explain: Explain) -> Result<(), Error> {
@@ -203,39 +203,70 @@ fn delete_by_name(
 
 /// `btrfs subvolume list -o PATH`, recursively: the subvolumes at or below PATH, as paths
 /// that start with PATH (bare relative paths when PATH is `.`), parents first.
+///
+/// As root, one search of the root tree finds every subvolume of the filesystem, and those
+/// under PATH are kept. Without CAP_SYS_ADMIN (`EPERM`), a walk down from PATH finds those
+/// the caller can reach.
 pub fn list(path: &Path, explain: Explain) -> Result<Vec<PathBuf>, Error> {
     let fail = |reason| Error {
         op: Op::List(path.to_owned()),
         reason,
     };
     let dir = open_btrfs_dir(path).map_err(fail)?;
-    let privilege = |errno, call| match errno {
-        Errno::EPERM | Errno::EACCES => Reason::Privilege {
-            what: "listing subvolumes reads the filesystem's root tree, which needs root \
-                   (CAP_SYS_ADMIN)",
-            call,
-            errno,
-        },
-        errno => sys(call, path, errno),
-    };
-    // Where PATH is, as a path from the top level: its subvolume's path, then its place
-    // inside that subvolume.
     let root_id = subvolume_id(dir.as_fd(), path, explain).map_err(fail)?;
     let ino = fstat(dir.as_fd())
         .map_err(|e| fail(sys("fstat", path, e)))?
         .st_ino;
+    let relative = match list_from_root_tree(dir.as_fd(), path, root_id, ino, explain) {
+        Ok(relative) => relative,
+        Err((_, Errno::EPERM)) => {
+            explain.call(
+                "(no CAP_SYS_ADMIN: walking down from the path instead)",
+                format_args!("btrfs subvolume list -o {}", shell_word(path)),
+            );
+            let mut below = rootref::subvolumes_below(dir, path, explain).map_err(|errno| {
+                fail(match errno {
+                    Errno::ENOTTY => Reason::Privilege {
+                        what: "this kernel lacks the unprivileged subvolume ioctls (Linux \
+                               4.18), and searching the root tree needs root (CAP_SYS_ADMIN)",
+                        call: "BTRFS_IOC_GET_SUBVOL_ROOTREF",
+                        errno,
+                    },
+                    errno => sys("BTRFS_IOC_GET_SUBVOL_ROOTREF", path, errno),
+                })
+            })?;
+            if ino == ioctl::FIRST_FREE_OBJECTID && root_id != ioctl::FS_TREE_OBJECTID {
+                below.insert(0, PathBuf::new()); // PATH is itself a subvolume
+            }
+            below
+        }
+        Err((call, errno)) => return Err(fail(sys(call, path, errno))),
+    };
+    Ok(relative.iter().map(|rel| shown_below(path, rel)).collect())
+}
+
+/// The privileged listing: every subvolume's path from the top level, and PATH's own, so
+/// those below PATH can be kept, relative to it. Errors carry the ioctl that failed.
+fn list_from_root_tree(
+    dir: BorrowedFd,
+    path: &Path,
+    root_id: u64,
+    ino: u64,
+    explain: Explain,
+) -> Result<Vec<PathBuf>, (&'static str, Errno)> {
+    // Where PATH is, as a path from the top level: its subvolume's path, then its place
+    // inside that subvolume.
     explain.step(format_args!(
         "ioctl({}, BTRFS_IOC_INO_LOOKUP, {{treeid: {root_id}, objectid: {ino}}})",
         c_str(path)
     ));
-    let (_, inner) = ioctl::ino_lookup(dir.as_fd(), root_id, ino)
-        .map_err(|e| fail(privilege(e, "BTRFS_IOC_INO_LOOKUP")))?;
+    let (_, inner) =
+        ioctl::ino_lookup(dir, root_id, ino).map_err(|e| ("BTRFS_IOC_INO_LOOKUP", e))?;
     explain.call(
         "(root tree search and path lookups follow)",
         format_args!("btrfs subvolume list -o {}", shell_word(path)),
     );
-    let subvols = search::subvolumes(dir.as_fd(), explain)
-        .map_err(|e| fail(privilege(e, "BTRFS_IOC_TREE_SEARCH")))?;
+    let subvols = search::subvolumes(dir, explain).map_err(|e| ("BTRFS_IOC_TREE_SEARCH", e))?;
     let base = if root_id == ioctl::FS_TREE_OBJECTID {
         PathBuf::new()
     } else {
@@ -248,7 +279,7 @@ pub fn list(path: &Path, explain: Explain) -> Result<Vec<PathBuf>, Error> {
     Ok(subvols
         .iter()
         .filter_map(|s| s.path.strip_prefix(&here).ok())
-        .map(|rel| shown_below(path, rel))
+        .map(Path::to_path_buf)
         .collect())
 }
 

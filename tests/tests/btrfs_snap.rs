@@ -625,9 +625,12 @@ fn paths_off_btrfs_name_their_filesystem_and_the_loop_recipe() {
 }
 
 #[test]
-fn unprivileged_users_are_told_what_needs_root() {
-    if !ready("unprivileged_users_are_told_what_needs_root")
-        || !prereq::require_commands("unprivileged_users_are_told_what_needs_root", &["setpriv"])
+fn unprivileged_users_can_show_and_list_and_are_told_what_needs_root() {
+    if !ready("unprivileged_users_can_show_and_list_and_are_told_what_needs_root")
+        || !prereq::require_commands(
+            "unprivileged_users_can_show_and_list_and_are_told_what_needs_root",
+            &["setpriv"],
+        )
     {
         return;
     }
@@ -656,8 +659,33 @@ fn unprivileged_users_are_told_what_needs_root() {
     let err = fails(as_nobody(&["delete", "rootsub"]));
     assert!(err.contains("needs root (CAP_SYS_ADMIN)"), "{err}");
     assert!(err.contains("EPERM"), "{err}");
-    let err = fails(as_nobody(&["list"]));
-    assert!(err.contains("needs root (CAP_SYS_ADMIN)"), "{err}");
+    // list without privilege walks down with GET_SUBVOL_ROOTREF / INO_LOOKUP_USER and
+    // finds what root's tree search finds, where the user can search the directories.
+    fs::create_dir_all(fs.path().join("rootsub/dir/deep")).expect("mkdir");
+    ok(snap(&[
+        &"create",
+        &fs.path().join("rootsub/dir/deep/nested"),
+    ]));
+    ok(snap(&[&"create", &fs.path().join("rootsub/inner")]));
+    ok(snap(&[
+        &"create",
+        &fs.path().join("rootsub/inner/innermost"),
+    ]));
+    ok(snap(&[
+        &"snapshot",
+        &"-r",
+        &fs.path().join("rootsub"),
+        &fs.path().join("ro"),
+    ]));
+    for dir in [".", "rootsub", "rootsub/dir"] {
+        let theirs = ok(as_nobody(&["list", dir]));
+        let out = Command::new(bins::bin("btrfs-snap"))
+            .args(["list", dir])
+            .current_dir(fs.path())
+            .output()
+            .expect("run");
+        assert_eq!(theirs, ok(out), "list {dir} as nobody and as root");
+    }
     let err = fails(as_nobody(&["create", "mine"]));
     assert!(err.contains("EACCES"), "{err}");
     // show needs no privilege (GET_SUBVOL_INFO), only the snapshot list does.
