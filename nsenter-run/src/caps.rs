@@ -268,8 +268,17 @@ pub fn apply(sets: &CapSets, explain: Explain) -> Result<(), Error> {
         )
     };
     Errno::result(rc).map_err(|e| Error::sys("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", e))?;
+    // capabilities(7): an ambient capability must also be permitted and
+    // inheritable; runc skips the others, and so does this.
+    let ambient = sets.ambient & sets.permitted & sets.inheritable;
+    if ambient != sets.ambient {
+        explain.note(format!(
+            "ambient capabilities not also permitted and inheritable are skipped: {}",
+            names_of(sets.ambient & !ambient)
+        ));
+    }
     for bit in 0..64u32 {
-        if sets.ambient & (1u64 << bit) != 0 {
+        if ambient & (1u64 << bit) != 0 {
             explain.call(
                 format!("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, {bit})"),
                 format!("capsh --addamb={}", names_of(1u64 << bit)),

@@ -5,7 +5,9 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use nix::sys::stat::{fchmodat, makedev, mknodat, FchmodatFlags, Mode, SFlag};
+use nix::fcntl::{openat, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{fchmodat, fstat, makedev, mknodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::symlinkat;
 
 use crate::explain::Explain;
@@ -66,5 +68,50 @@ pub fn populate(dev: &OwnedFd, shown: &Path, explain: Explain) -> Result<(), Err
         symlinkat(target, dev, name)
             .map_err(|e| Error::sys(format!("ln -s '{}'", path.display()), e))?;
     }
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        bind_console(dev, shown, explain)?;
+    }
     Ok(())
+}
+
+/// The caller's terminal as `/dev/console`, as runc does for a terminal: the
+/// container's stdio *is* that terminal, and with a node for it in the
+/// container's `/dev`, ttyname(3) (`tty`) can name it.
+fn bind_console(dev: &OwnedFd, shown: &Path, explain: Explain) -> Result<(), Error> {
+    let path = shown.join("console");
+    let failed = |e| Error::sys(format!("mount --bind $(tty) '{}'", path.display()), e);
+    let flags =
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    drop(openat(dev, "console", flags, Mode::from_bits_truncate(0o600)).map_err(failed)?);
+    let console = openat(
+        dev,
+        "console",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(failed)?;
+    // Our fd 0 belongs to the host's mount namespace, which a bind cannot take
+    // from: name the terminal by path in our copy, and check it is the same device.
+    let tty = nix::unistd::ttyname(std::io::stdin()).map_err(failed)?;
+    let source =
+        nix::fcntl::open(&tty, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(failed)?;
+    let same = match (fstat(&source), fstat(std::io::stdin())) {
+        (Ok(a), Ok(b)) => a.st_rdev == b.st_rdev,
+        _ => false,
+    };
+    if !same {
+        return Err(failed(nix::errno::Errno::ENOTTY));
+    }
+    explain.call(
+        format!("mount({tty:?}, {path:?}, NULL, MS_BIND, NULL)"),
+        format!("mount --bind {} {}", tty.display(), path.display()),
+    );
+    mount(
+        Some(&crate::rootfs::fd_path(&source)),
+        &crate::rootfs::fd_path(&console),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(failed)
 }

@@ -20,6 +20,7 @@
 
 pub mod bundle;
 pub mod caps;
+pub mod cgroup;
 pub mod devices;
 pub mod exec;
 pub mod explain;

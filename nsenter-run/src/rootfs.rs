@@ -30,10 +30,10 @@ use nix::sys::stat::{fstat, major, minor, mkdirat, Mode, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
 
-use crate::devices;
 use crate::explain::Explain;
 use crate::mounts::{self, MountPlan};
 use crate::Error;
+use crate::{cgroup, devices};
 
 /// runc's default masked paths (libcontainer/specconv `maskedPaths`, moby's
 /// `oci/defaults.go`): readable kernel state that leaks host information.
@@ -214,12 +214,91 @@ pub fn mount_in_root(
     plan: &MountPlan,
     explain: Explain,
 ) -> Result<(), Error> {
+    if plan.fstype == "cgroup" || plan.fstype == "cgroup2" {
+        return mount_cgroup(root, rootfs, plan, explain);
+    }
+    mount_one(root, rootfs, plan, explain)
+}
+
+/// A `cgroup` mount is the cgroup2 tree on a v2 host; on a v1 (or hybrid) host,
+/// as runc does it, a tmpfs holding one cgroup v1 mount per hierarchy, then
+/// the tmpfs made read-only. In the container's cgroup namespace each tree
+/// shows the container's own cgroup as its root.
+fn mount_cgroup(
+    root: &OwnedFd,
+    rootfs: &Path,
+    plan: &MountPlan,
+    explain: Explain,
+) -> Result<(), Error> {
+    let layout = cgroup::Layout::current();
+    let hardened = plan.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if layout.is_pure_v2() {
+        let v2 = MountPlan {
+            fstype: "cgroup2".to_string(),
+            source: PathBuf::from("cgroup2"),
+            flags: hardened,
+            ..plan.clone()
+        };
+        return mount_one(root, rootfs, &v2, explain);
+    }
+    let tmpfs = MountPlan {
+        fstype: "tmpfs".to_string(),
+        source: PathBuf::from("tmpfs"),
+        flags: hardened & !MsFlags::MS_RDONLY,
+        data: "mode=755".to_string(),
+        ..plan.clone()
+    };
+    mount_one(root, rootfs, &tmpfs, explain)?;
+    for (destination, controllers) in cgroup::v1_container_mounts(&layout, &plan.destination) {
+        let v1 = MountPlan {
+            destination,
+            fstype: "cgroup".to_string(),
+            source: PathBuf::from("cgroup"),
+            flags: hardened,
+            propagation: MsFlags::empty(),
+            data: controllers,
+        };
+        mount_one(root, rootfs, &v1, explain)?;
+    }
+    if plan.flags.contains(MsFlags::MS_RDONLY) {
+        let top = resolve_in_root(root.as_fd(), &plan.destination, Kind::Dir, false)?;
+        let shown = rootfs.join(
+            plan.destination
+                .strip_prefix("/")
+                .unwrap_or(&plan.destination),
+        );
+        let flags = (tmpfs.flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY) & !MsFlags::MS_BIND;
+        explain.call(
+            format!(
+                "mount(NULL, {shown:?}, NULL, {}, \"mode=755\")",
+                flag_names(flags)
+            ),
+            format!("mount -o remount,ro {}", shown.display()),
+        );
+        mount(
+            None::<&str>,
+            &fd_path(&top),
+            None::<&str>,
+            flags,
+            Some("mode=755"),
+        )
+        .map_err(|e| Error::sys(format!("mount -o remount,ro '{}'", shown.display()), e))?;
+    }
+    Ok(())
+}
+
+/// One mount(2) (two for a bind with flags), the target resolved in the rootfs.
+fn mount_one(
+    root: &OwnedFd,
+    rootfs: &Path,
+    plan: &MountPlan,
+    explain: Explain,
+) -> Result<(), Error> {
     let shown = rootfs.join(
         plan.destination
             .strip_prefix("/")
             .unwrap_or(&plan.destination),
     );
-    let plan = &adjust_for_host(plan, explain);
     let failed = |e: Errno| Error::sys(plan.classic(&shown.display().to_string()), e);
 
     let source_fd = if plan.is_bind() {
@@ -304,30 +383,6 @@ pub fn mount_in_root(
         devices::populate(&top()?, &shown, explain)?;
     }
     Ok(())
-}
-
-/// A `cgroup` mount means the cgroup2 tree where the host has one; on a host
-/// with v1 hierarchies a read-only empty tmpfs stands in (runc would bind each
-/// v1 hierarchy; a container here gets its limits from outside instead).
-fn adjust_for_host(plan: &MountPlan, explain: Explain) -> MountPlan {
-    let mut plan = plan.clone();
-    if plan.fstype == "cgroup" || plan.fstype == "cgroup2" {
-        let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
-            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-            .unwrap_or(false);
-        if v2 {
-            plan.fstype = "cgroup2".to_string();
-        } else {
-            explain.note(format!(
-                "{}: the host has cgroup v1 hierarchies; an empty read-only tmpfs stands in",
-                plan.destination.display()
-            ));
-            plan.fstype = "tmpfs".to_string();
-            plan.flags |= MsFlags::MS_RDONLY;
-            plan.data = "mode=755,size=4k".to_string();
-        }
-    }
-    plan
 }
 
 /// Step 4: `pivot_root . .` and `umount -l .`: the new root on top, the old

@@ -1,0 +1,714 @@
+//! nsenter-run for real: a busybox rootfs on a loop btrfs snapshot, launched in new
+//! namespaces, looked at from inside and from the host; exit statuses, signals, an
+//! interactive shell through tmux, hostile rootfs trees, and runc seeing the same bundle
+//! the same way.
+//!
+//! Needs root, busybox-static, the loop btrfs fixture's programs; tmux and runc for their
+//! tests. Build the binaries first: `cargo build --workspace --bins`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tests::btrfs::LoopBtrfs;
+use tests::{bins, busybox, mountns, prereq};
+
+/// Docker's default bounding set as /proc/self/status prints it.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+/// A container rootfs: a btrfs snapshot `tutorial` of a busybox subvolume.
+struct Rootfs {
+    fs: LoopBtrfs,
+    path: PathBuf,
+}
+
+fn ready(test: &str) -> bool {
+    prereq::require_root(test)
+        && prereq::require_commands(test, LoopBtrfs::COMMANDS)
+        && prereq::require_commands(test, &["busybox"])
+}
+
+/// `btrfs-snap create images/busybox`, the busybox tree written in, then
+/// `btrfs-snap snapshot images/busybox tutorial`: the demo's own steps.
+fn busybox_snapshot() -> Rootfs {
+    let fs = LoopBtrfs::new(128);
+    let image = fs.path().join("busybox");
+    let path = fs.path().join("tutorial");
+    snap(&["create".as_ref(), image.as_os_str()]);
+    busybox::busybox_rootfs(&image).unwrap();
+    snap(&["snapshot".as_ref(), image.as_os_str(), path.as_os_str()]);
+    Rootfs { fs, path }
+}
+
+fn snap(args: &[&std::ffi::OsStr]) {
+    let out = Command::new(bins::bin("btrfs-snap"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "btrfs-snap {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn nsenter_run(root: &Path, flags: &[&str], command: &[&str]) -> Command {
+    let mut cmd = Command::new(bins::bin("nsenter-run"));
+    cmd.arg("--rootfs")
+        .arg(root)
+        .args(flags)
+        .arg("--")
+        .args(command);
+    cmd
+}
+
+fn run_sh(root: &Path, flags: &[&str], script: &str) -> Output {
+    nsenter_run(root, flags, &["/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The lines of output between `== NAME` and the next `==` marker.
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| *l != format!("== {name}"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("=="))
+        .collect()
+}
+
+/// A container started with `read` waiting on its stdin: running until released.
+struct Running {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+/// Start `script` in the container; it must print `ready` before blocking on `read`.
+fn start(root: &Path, flags: &[&str], script: &str) -> Running {
+    let mut child = nsenter_run(root, flags, &["/bin/sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    if line.trim() != "ready" {
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("container did not get ready: {line:?} {err}");
+    }
+    Running { child, stdout }
+}
+
+impl Running {
+    fn release(mut self) -> (i32, String) {
+        self.child.stdin.take().unwrap().write_all(b"\n").unwrap();
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let status = self.child.wait().unwrap();
+        (status.code().unwrap_or(-1), rest)
+    }
+
+    /// The container's PID 1 as the host sees it: nsenter-run's only child.
+    fn pid1(&self) -> i32 {
+        let children = format!("/proc/{0}/task/{0}/children", self.child.id());
+        let text = std::fs::read_to_string(children).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+#[test]
+fn inside_only_the_container_is_visible() {
+    if !ready("inside_only_the_container_is_visible") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let script = "echo '== ps'; ps -o pid,args; \
+        echo '== hostname'; hostname; \
+        echo '== mounts'; cut -d' ' -f5 /proc/self/mountinfo; \
+        echo '== mountinfo'; cat /proc/self/mountinfo; \
+        echo '== net'; ls /sys/class/net; \
+        echo '== ns'; for n in ipc uts net pid mnt; do readlink /proc/self/ns/$n; done; \
+        echo '== status'; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status; \
+        echo '== keys'; cat /proc/keys /proc/timer_list | wc -c; \
+        echo '== procsys'; echo 1 > /proc/sys/kernel/ns_last_pid 2>&1 || echo refused; \
+        echo '== fds'; ls /proc/$$/fd; \
+        echo '=='";
+    // An fd left open by the caller (7) must not reach the command.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"exec 7</etc/hostname; exec "$@""#)
+        .arg("bash")
+        .arg(bins::bin("nsenter-run"))
+        .arg("--rootfs")
+        .arg(&root.path)
+        .args(["--", "/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+
+    let ps = section(&stdout, "ps");
+    assert!(
+        ps[1].trim_start().starts_with("1 /bin/sh -c"),
+        "PID 1 is the command: {ps:?}"
+    );
+    assert_eq!(ps.len(), 3, "only the shell and ps: {ps:?}");
+
+    assert_eq!(section(&stdout, "hostname"), ["tutorial"]);
+
+    let expected = [
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/interrupts",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ];
+    for point in section(&stdout, "mounts") {
+        assert!(
+            expected.contains(&point),
+            "unexpected mount point {point} in {stdout}"
+        );
+    }
+    let host_path = root.fs.path().to_string_lossy().into_owned();
+    for line in section(&stdout, "mountinfo") {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(!fields[4].contains(&host_path), "host path visible: {line}");
+        assert!(!line.contains("oldroot"), "old root left: {line}");
+    }
+    assert_eq!(section(&stdout, "net"), ["lo"]);
+
+    let host_ns: Vec<String> = ["ipc", "uts", "net", "pid", "mnt"]
+        .iter()
+        .map(|ns| {
+            std::fs::read_link(format!("/proc/self/ns/{ns}"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let inside_ns = section(&stdout, "ns");
+    assert_eq!(inside_ns.len(), 5);
+    for (inside, host) in inside_ns.iter().zip(&host_ns) {
+        assert_ne!(inside, host, "namespace shared with the host");
+    }
+
+    let status = section(&stdout, "status").join("\n");
+    assert!(
+        status.contains(&format!("CapBnd:\t{DOCKER_CAPS}")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("CapEff:\t{DOCKER_CAPS}")),
+        "{status}"
+    );
+    assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapAmb:\t0000000000000000"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+
+    assert_eq!(section(&stdout, "keys"), ["0"], "masked files read empty");
+    assert!(
+        section(&stdout, "procsys").join(" ").contains("refused"),
+        "{stdout}"
+    );
+    assert_eq!(section(&stdout, "fds"), ["0", "1", "2"]);
+}
+
+#[test]
+fn masked_kcore_and_read_only_proc_sys_are_mounts() {
+    if !ready("masked_kcore_and_read_only_proc_sys_are_mounts") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let out = run_sh(&root.path, &[], "cat /proc/self/mountinfo");
+    let mounts = text(&out.stdout);
+    let line = |point: &str| {
+        mounts
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(point))
+            .map(str::to_string)
+    };
+    if Path::new("/proc/kcore").exists() {
+        let kcore = line("/proc/kcore").expect("/proc/kcore masked");
+        assert!(kcore.contains(" /null "), "masked with /dev/null: {kcore}");
+    }
+    let sys = line("/proc/sys").expect("/proc/sys remounted");
+    assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "{sys}");
+    let sysfs = line("/sys").unwrap();
+    assert!(
+        sysfs.split(' ').nth(5).unwrap().starts_with("ro"),
+        "{sysfs}"
+    );
+
+    // --privileged turns all of it off.
+    let out = run_sh(
+        &root.path,
+        &["--privileged"],
+        "grep CapBnd /proc/self/status; cut -d' ' -f5 /proc/self/mountinfo",
+    );
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains(DOCKER_CAPS), "{stdout}");
+    assert!(!stdout.contains("/proc/sys\n"), "{stdout}");
+}
+
+#[test]
+fn the_host_mount_table_is_unchanged_even_with_a_shared_root() {
+    if !ready("the_host_mount_table_is_unchanged_even_with_a_shared_root") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let plain_before = mountns::mountinfo();
+    let (code, _) = start(&root.path, &[], "echo ready; read x").release();
+    assert_eq!(code, 0);
+    assert_eq!(plain_before, mountns::mountinfo());
+
+    // As systemd leaves it: `/` shared. Done in a throwaway mount namespace.
+    let path = root.path.clone();
+    mountns::in_private_mount_namespace(move || {
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount --make-rshared /: {e}"))?;
+        let before = mountns::mountinfo();
+        if !before.contains("shared:") {
+            return Err("/ did not become shared".into());
+        }
+        let running = start(&path, &[], "echo ready; read x");
+        let during = mountns::mountinfo();
+        let (code, _) = running.release();
+        let after = mountns::mountinfo();
+        if code != 0 {
+            return Err(format!("container exited {code}"));
+        }
+        if before != during {
+            return Err(format!(
+                "mounts propagated to the host while running:\n{before}\n---\n{during}"
+            ));
+        }
+        if before != after {
+            return Err(format!("mount table changed:\n{before}\n---\n{after}"));
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn exit_statuses_are_passed_through() {
+    if !ready("exit_statuses_are_passed_through") {
+        return;
+    }
+    let root = busybox_snapshot();
+    assert_eq!(run_sh(&root.path, &[], "exit 3").status.code(), Some(3));
+
+    let missing = nsenter_run(&root.path, &[], &["/no/such/program"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(
+        text(&missing.stderr).contains("'/no/such/program': not found"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let missing = nsenter_run(&root.path, &[], &["nosuchcommand"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(127));
+
+    let not_exec = nsenter_run(&root.path, &[], &["/etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(not_exec.status.code(), Some(126));
+    assert!(
+        text(&not_exec.stderr).contains("not executable"),
+        "{}",
+        text(&not_exec.stderr)
+    );
+
+    // SIGKILL to PID 1 (from the host: inside, PID 1 cannot be killed).
+    let running = start(&root.path, &[], "echo ready; read x");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid1()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let (code, _) = running.release();
+    assert_eq!(code, 137);
+}
+
+#[test]
+fn sigterm_to_nsenter_run_reaches_pid_1() {
+    if !ready("sigterm_to_nsenter_run_reaches_pid_1") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let running = start(
+        &root.path,
+        &[],
+        "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    let nsenter = nix::unistd::Pid::from_raw(running.child.id() as i32);
+    nix::sys::signal::kill(nsenter, nix::sys::signal::SIGTERM).unwrap();
+    let mut child = running.child;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the container ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    running
+        .stdout
+        .into_inner()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert_eq!(status.code(), Some(42), "{rest}");
+    assert!(rest.contains("got TERM"), "{rest}");
+}
+
+/// The screen of a tmux session, polled until `want` shows (or a timeout).
+fn wait_for_screen(session: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", session])
+            .output()
+            .unwrap();
+        let screen = text(&out.stdout);
+        if screen.contains(want) || Instant::now() > deadline {
+            return screen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct TmuxSession(String);
+
+impl Drop for TmuxSession {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn an_interactive_shell_works_on_a_terminal() {
+    if !ready("an_interactive_shell_works_on_a_terminal")
+        || !prereq::require_commands("an_interactive_shell_works_on_a_terminal", &["tmux"])
+    {
+        return;
+    }
+    let root = busybox_snapshot();
+    let session = TmuxSession(format!("nsenter-run-test-{}", std::process::id()));
+    let shell = format!(
+        "{} --rootfs {} --hostname tmuxbox; echo EXIT=$?; sleep 60",
+        bins::bin("nsenter-run").display(),
+        root.path.display()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &shell,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let keys = |keys: &[&str]| {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &session.0])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let screen = wait_for_screen(&session.0, "/ #");
+    assert!(screen.contains("/ #"), "no prompt: {screen}");
+
+    keys(&["echo host=$(hostname) tty=$(tty)", "Enter"]);
+    let screen = wait_for_screen(&session.0, "host=tmuxbox");
+    assert!(screen.contains("host=tmuxbox tty=/dev/console"), "{screen}");
+
+    // Job control: a foreground job stopped with ^Z shows in `jobs`.
+    keys(&["sleep 30", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    keys(&["C-z"]);
+    let screen = wait_for_screen(&session.0, "Stopped");
+    assert!(
+        screen.contains("Stopped"),
+        "^Z did not stop the job: {screen}"
+    );
+    keys(&["kill -9 %1", "Enter"]);
+    keys(&["jobs", "Enter"]);
+    let screen = wait_for_screen(&session.0, "Killed");
+    assert!(screen.contains("Killed"), "{screen}");
+
+    keys(&["exit 4", "Enter"]);
+    let screen = wait_for_screen(&session.0, "EXIT=");
+    assert!(screen.contains("EXIT=4"), "{screen}");
+}
+
+/// A rootfs whose `name` is a symlink to a sentinel directory on the host.
+fn with_symlinked(name: &str) -> (Rootfs, tempfile::TempDir) {
+    let root = busybox_snapshot();
+    let sentinel = tempfile::tempdir().unwrap();
+    let entry = root.path.join(name);
+    if entry.is_dir() {
+        std::fs::remove_dir(&entry).unwrap();
+    }
+    std::os::unix::fs::symlink(sentinel.path(), &entry).unwrap();
+    (root, sentinel)
+}
+
+#[test]
+fn symlinked_proc_sys_and_dev_are_refused() {
+    if !ready("symlinked_proc_sys_and_dev_are_refused") {
+        return;
+    }
+    let before = mountns::mountinfo();
+    for name in ["proc", "sys", "dev"] {
+        let (root, sentinel) = with_symlinked(name);
+        let out = run_sh(&root.path, &[], "echo ran");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{name}: {err}");
+        assert!(
+            err.contains(&format!("'/{name}'")) && err.contains("symbolic link"),
+            "{err}"
+        );
+        assert!(!text(&out.stdout).contains("ran"));
+        assert_eq!(
+            std::fs::read_dir(sentinel.path()).unwrap().count(),
+            0,
+            "sentinel touched"
+        );
+    }
+    assert_eq!(before, mountns::mountinfo());
+}
+
+#[test]
+fn a_planted_dev_null_symlink_is_contained() {
+    if !ready("a_planted_dev_null_symlink_is_contained") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let dev = root.path.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    // CVE-2025-31133: masking by binding "/dev/null" would expose core_pattern.
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("null")).unwrap();
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = run_sh(
+        &root.path,
+        &[],
+        "ls -l /dev/null; echo '|/tmp/pwned' > /proc/sys/kernel/core_pattern || echo refused",
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("crw-rw-rw-"),
+        "the container's own null device: {stdout}"
+    );
+    assert!(stdout.contains("1,   3"), "{stdout}");
+    assert!(stdout.contains("refused"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        pattern
+    );
+    // The rootfs' own file is left as it was, under the tmpfs.
+    assert!(dev.join("null").is_symlink());
+}
+
+#[test]
+fn the_host_binary_is_not_reachable_through_proc_exe() {
+    if !ready("the_host_binary_is_not_reachable_through_proc_exe") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let binary = bins::bin("nsenter-run");
+    let before = std::fs::read(&binary).unwrap();
+    let running = start(&root.path, &[], "echo ready; read x");
+    // nsenter-run runs from a sealed memfd copy (CVE-2019-5736): its exe is not the file.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", running.child.id())).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:nsenter-run"),
+        "{exe:?}"
+    );
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{}/exe", running.child.id()))
+        .and_then(|mut f| f.write_all(b"pwned"));
+    assert!(write.is_err(), "the sealed copy took a write");
+    let (code, _) = running.release();
+    assert_eq!(code, 0);
+
+    // The classic attack: the command is a script whose interpreter is /proc/self/exe,
+    // resolved while the process is still nsenter-run. After pivot_root and the old
+    // root's detach the kernel refuses the exec outright (ENOENT, hence 127); were it
+    // allowed, it would reach the sealed copy above, never the host file.
+    let evil = root.path.join("evil");
+    std::fs::write(&evil, "#!/proc/self/exe --version\n").unwrap();
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = nsenter_run(&root.path, &[], &["/evil"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("nsenter-run"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&binary).unwrap(),
+        before,
+        "host binary changed"
+    );
+}
+
+#[test]
+fn users_come_from_the_rootfs_passwd() {
+    if !ready("users_come_from_the_rootfs_passwd") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let out = run_sh(
+        &root.path,
+        &["--user", "nobody"],
+        "id -u; id -g; echo $HOME; grep CapEff /proc/self/status",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().take(3).collect::<Vec<_>>(),
+        ["65534", "65534", "/home"],
+        "{stdout}"
+    );
+    assert!(stdout.contains("CapEff:\t0000000000000000"), "{stdout}");
+    let out = run_sh(&root.path, &["--user", "mallory"], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("'mallory'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn readonly_cwd_env_and_hostname_flags_apply() {
+    if !ready("readonly_cwd_env_and_hostname_flags_apply") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let out = run_sh(
+        &root.path,
+        &[
+            "--readonly",
+            "--cwd",
+            "/etc",
+            "--env",
+            "GREETING=hi",
+            "--hostname",
+            "box",
+        ],
+        "pwd; echo $GREETING; hostname; touch /x 2>/dev/null || echo read-only",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "/etc\nhi\nbox\nread-only\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!root.path.join("x").exists());
+}
+
+#[test]
+fn runc_and_nsenter_run_see_a_bundle_the_same_way() {
+    if !ready("runc_and_nsenter_run_see_a_bundle_the_same_way")
+        || !prereq::require_commands("runc_and_nsenter_run_see_a_bundle_the_same_way", &["runc"])
+    {
+        return;
+    }
+    let root = busybox_snapshot();
+    let bundle = root.fs.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let spec = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(spec.status.success(), "{}", text(&spec.stderr));
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["root"]["path"] = serde_json::json!(root.path);
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["cwd"] = serde_json::json!("/tmp");
+    config["process"]["env"] = serde_json::json!(["PATH=/bin:/sbin", "TERM=xterm", "ANSWER=42"]);
+    config["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "env | sort; pwd; hostname; id; cut -d' ' -f5 /proc/self/mountinfo | sort; \
+         grep -E '^(Cap|NoNewPrivs)' /proc/self/status"
+    ]);
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+
+    let id = format!("nsenter-run-test-{}", std::process::id());
+    let runc = Command::new("runc")
+        .args(["run", "-b"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    assert!(runc.status.success(), "runc: {}", text(&runc.stderr));
+    let ours = Command::new(bins::bin("nsenter-run"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "nsenter-run: {}", text(&ours.stderr));
+    assert_eq!(text(&ours.stdout), text(&runc.stdout));
+    assert!(text(&ours.stdout).contains("ANSWER=42"));
+}
