@@ -439,6 +439,7 @@ impl Image {
 #[derive(Clone, Debug, Default)]
 pub struct IndexBuilder {
     images: Vec<Image>,
+    indexes: Vec<Index>,
     media_types: Option<MediaTypes>,
 }
 
@@ -454,13 +455,21 @@ impl IndexBuilder {
         self
     }
 
+    /// Adds a nested index, listed after the images (image-spec allows an index to point at
+    /// indexes; a chain of them is how a hostile registry makes a client recurse).
+    pub fn index(mut self, index: Index) -> Self {
+        self.indexes.push(index);
+        self
+    }
+
     /// Forces OCI index or Docker manifest list.
     pub fn media_types(mut self, types: MediaTypes) -> Self {
         self.media_types = Some(types);
         self
     }
 
-    /// Serialises the index with each image's descriptor and platform.
+    /// Serialises the index: each image's descriptor with its platform, then each nested
+    /// index's descriptor.
     pub fn build(self) -> Index {
         let docker_first = self
             .images
@@ -472,14 +481,13 @@ impl IndexBuilder {
             MediaTypes::Oci
         };
         let types = self.media_types.unwrap_or(default);
-        let manifests: Vec<Descriptor> = self
-            .images
-            .iter()
-            .map(|image| {
-                let mut d = image.descriptor();
-                d.set_platform(Some(image.platform.clone()));
-                d
-            })
+        let images = self.images.iter().map(|image| {
+            let mut d = image.descriptor();
+            d.set_platform(Some(image.platform.clone()));
+            d
+        });
+        let manifests: Vec<Descriptor> = images
+            .chain(self.indexes.iter().map(Index::descriptor))
             .collect();
         let index = ImageIndexBuilder::default()
             .schema_version(2u32)
@@ -493,6 +501,7 @@ impl IndexBuilder {
             manifest,
             media_type: types.index().to_string(),
             images: self.images,
+            indexes: self.indexes,
         }
     }
 }
@@ -508,6 +517,8 @@ pub struct Index {
     pub media_type: String,
     /// The images, in the order the index lists them.
     pub images: Vec<Image>,
+    /// The nested indexes, listed after the images.
+    pub indexes: Vec<Index>,
 }
 
 impl Index {
@@ -516,15 +527,21 @@ impl Index {
         descriptor(&self.media_type, &self.manifest, &self.manifest_digest)
     }
 
-    /// Writes every image's blobs and the index into the OCI layout at `dir`, tagging the
-    /// index `tag` in `index.json`.
-    pub fn write_oci_layout(&self, dir: &Path, tag: &str) -> std::io::Result<()> {
+    /// Every blob below and including this index (images, nested indexes, the index itself).
+    pub fn blobs(&self) -> Vec<(&str, &[u8])> {
         let mut blobs: Vec<(&str, &[u8])> = self.images.iter().flat_map(Image::blobs).collect();
+        blobs.extend(self.indexes.iter().flat_map(Index::blobs));
         blobs.push((&self.manifest_digest, &self.manifest));
-        write_layout(dir, &blobs, self.descriptor(), tag)
+        blobs
     }
 
-    /// Pushes every image by digest, then the index tagged `tag`.
+    /// Writes every blob and the index into the OCI layout at `dir`, tagging the index `tag`
+    /// in `index.json`.
+    pub fn write_oci_layout(&self, dir: &Path, tag: &str) -> std::io::Result<()> {
+        write_layout(dir, &self.blobs(), self.descriptor(), tag)
+    }
+
+    /// Pushes every image and nested index by digest, then this index tagged `tag`.
     pub fn push(
         &self,
         to: &impl AsRef<Remote>,
@@ -533,6 +550,9 @@ impl Index {
     ) -> Result<(), RegistryError> {
         for image in &self.images {
             image.push(to, repo, &image.manifest_digest)?;
+        }
+        for index in &self.indexes {
+            index.push(to, repo, &index.manifest_digest)?;
         }
         to.as_ref()
             .put_manifest(repo, tag, &self.media_type, &self.manifest)

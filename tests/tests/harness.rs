@@ -643,7 +643,8 @@ fn pushed_image_reads_back_with_matching_digests() {
     assert!(patches >= 4, "{requests:#?}");
 }
 
-/// An index pushed by tag reads back as the same bytes; its images by digest.
+/// An index pushed by tag reads back as the same bytes; its images by digest; an index
+/// nesting an index is accepted too.
 #[test]
 fn pushed_index_reads_back() {
     if !registry_prereqs("pushed_index_reads_back") {
@@ -673,6 +674,31 @@ fn pushed_index_reads_back() {
         .get_manifest("multi", &index.images[1].manifest_digest)
         .unwrap();
     assert_eq!(arm, index.images[1].manifest);
+
+    let oci = |arch: &str| {
+        let layer = Layer::new().file("arch", arch, 0o644);
+        ImageBuilder::new()
+            .layer(layer, Compression::Gzip)
+            .platform("linux", arch, None)
+            .build()
+    };
+    let inner = IndexBuilder::new().image(oci("riscv64")).build();
+    let outer = IndexBuilder::new()
+        .image(oci("amd64"))
+        .index(inner.clone())
+        .build();
+    outer.push(&registry, "nested", "latest").unwrap();
+    let (_, bytes) = registry.remote().get_manifest("nested", "latest").unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        document["manifests"][1]["digest"],
+        inner.manifest_digest.as_str()
+    );
+    let (content_type, _) = registry
+        .remote()
+        .get_manifest("nested", &inner.manifest_digest)
+        .unwrap();
+    assert_eq!(content_type, "application/vnd.oci.image.index.v1+json");
 }
 
 /// skopeo, a real distribution client, pulls from the token registry with credentials
