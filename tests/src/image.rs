@@ -25,7 +25,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::registry::{RegistryError, Remote, Upload};
 
+mod bomb;
 mod layer;
+pub use bomb::bomb_blob;
 pub use layer::{gnu_long_name, pax_header, pax_record, Layer, DEFAULT_MTIME};
 
 /// The annotation that names a tag in an OCI layout's `index.json`.
