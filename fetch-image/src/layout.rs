@@ -168,6 +168,10 @@ impl Layout {
         entry
             .set_annotations(tag.map(|tag| HashMap::from([(REF_NAME.to_owned(), tag.to_owned())])));
         let manifests = update_entries(index.manifests(), entry, tag);
+        if manifests == *index.manifests() {
+            // Already tagged so (a re-pull): nothing to write, nothing to sync.
+            return Ok(());
+        }
         index.set_manifests(manifests);
 
         let bytes = serde_json::to_vec(&index).map_err(|e| LayoutError::Build(e.into()))?;
@@ -190,23 +194,32 @@ impl Layout {
     }
 }
 
-/// The entries of `index.json` after tagging: the old entry of that tag
-/// (or an identical unnamed one) goes, the new one is appended.
+/// The entries of `index.json` after tagging: the entry of that tag (or an
+/// identical unnamed one) is replaced where it stands, or the new entry is
+/// appended; duplicates of it go.
 pub fn update_entries(old: &[Descriptor], entry: Descriptor, tag: Option<&str>) -> Vec<Descriptor> {
     let ref_name = |d: &Descriptor| {
         d.annotations()
             .as_ref()
             .and_then(|a| a.get(REF_NAME).cloned())
     };
-    let mut entries: Vec<Descriptor> = old
-        .iter()
-        .filter(|d| match tag {
-            Some(tag) => ref_name(d).as_deref() != Some(tag),
-            None => ref_name(d).is_some() || d.digest() != entry.digest(),
-        })
-        .cloned()
-        .collect();
-    entries.push(entry);
+    let same_slot = |d: &Descriptor| match tag {
+        Some(tag) => ref_name(d).as_deref() == Some(tag),
+        None => ref_name(d).is_none() && d.digest() == entry.digest(),
+    };
+    let mut entries = Vec::with_capacity(old.len() + 1);
+    let mut placed = false;
+    for d in old {
+        if !same_slot(d) {
+            entries.push(d.clone());
+        } else if !placed {
+            entries.push(entry.clone());
+            placed = true;
+        }
+    }
+    if !placed {
+        entries.push(entry);
+    }
     entries
 }
 
@@ -255,8 +268,8 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                ("02".to_owned(), Some("b".to_owned())),
                 ("03".to_owned(), Some("a".to_owned())),
+                ("02".to_owned(), Some("b".to_owned())),
                 ("04".to_owned(), None),
             ]
         );

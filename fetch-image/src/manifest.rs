@@ -289,4 +289,47 @@ mod tests {
         assert_eq!(index.manifests().len(), 1);
         assert!(is_manifest_type(index.manifests()[0].media_type()));
     }
+
+    #[test]
+    fn mutated_documents_never_panic() {
+        let seeds = [
+            docker_manifest(),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{A}","size":3,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+            ),
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let content_types = [None, Some(OCI_MANIFEST), Some(OCI_INDEX), Some(DOCKER_LIST)];
+        for _ in 0..20_000 {
+            let seed = seeds[(next() % 2) as usize].as_bytes();
+            let mut bytes = seed.to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[at] = (next() % 256) as u8,
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let content_type = content_types[(next() % 4) as usize];
+            if let Ok(Document::Manifest {
+                manifest,
+                docker: true,
+            }) = parse(&bytes, content_type)
+            {
+                let _ = docker_to_oci(&manifest);
+            }
+        }
+    }
 }

@@ -442,4 +442,33 @@ mod tests {
             );
         }
     }
+
+    /// A tiny deterministic generator (xorshift), so the property test needs
+    /// no extra crate and fails reproducibly.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn any_input_parses_or_fails_cleanly_and_round_trips() {
+        let alphabet: Vec<char> = "aZ09._-:/@ \u{e9}\0sha256localhost".chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..50_000 {
+            let len = (xorshift(&mut state) % 40) as usize;
+            let mut input: String = (0..len)
+                .map(|_| alphabet[(xorshift(&mut state) % alphabet.len() as u64) as usize])
+                .collect();
+            if xorshift(&mut state) % 4 == 0 {
+                input.push_str(&format!("@sha256:{HEX}"));
+            }
+            if let Ok(reference) = Reference::parse(&input) {
+                // What we print parses back to the same reference.
+                let again = Reference::parse(&reference.to_string()).unwrap();
+                assert_eq!(again, reference, "{input:?}");
+            }
+        }
+    }
 }

@@ -141,6 +141,9 @@ impl<'r> Registry<'r> {
             match registry.ping(!last) {
                 Ok(()) => return Ok(registry),
                 Err(e @ RegistryError::Transport { .. }) if !last && !is_certificate_error(&e) => {
+                    reporter.explain(|| {
+                        format!("# no https at {host}; plain http is allowed here (loopback or --tls-verify=false)")
+                    });
                     last_error = Some(e);
                 }
                 Err(e) => return Err(e),
@@ -413,24 +416,13 @@ impl<'r> Registry<'r> {
     }
 
     fn check_redirect(&self, from: &Url, to: &Url) -> Result<(), RegistryError> {
-        let refuse = |reason| {
-            Err(RegistryError::Redirect {
+        redirect_allowed(from, to, self.options.tls_verify).map_err(|reason| {
+            RegistryError::Redirect {
                 from: from.to_string(),
                 to: to.to_string(),
                 reason,
-            })
-        };
-        match (from.scheme(), to.scheme()) {
-            ("https", "https") | ("http", "https") => Ok(()),
-            ("https", "http") => refuse("https must not be downgraded to plain http"),
-            ("http", "http")
-                if !self.options.tls_verify || to.host_str().is_some_and(is_loopback_host) =>
-            {
-                Ok(())
             }
-            ("http", "http") => refuse("plain http is only allowed to loopback addresses"),
-            _ => refuse("only http(s) redirects are followed"),
-        }
+        })
     }
 
     fn explain_request(
@@ -476,6 +468,18 @@ impl<'r> Registry<'r> {
             );
             format!("GET {url} => {outcome}   # like: {curl}")
         });
+    }
+}
+
+/// Whether a redirect may be followed: never from https down to http, and
+/// plain http only to loopback unless TLS verification is off.
+pub fn redirect_allowed(from: &Url, to: &Url, tls_verify: bool) -> Result<(), &'static str> {
+    match (from.scheme(), to.scheme()) {
+        ("https", "https") | ("http", "https") => Ok(()),
+        ("https", "http") => Err("https must not be downgraded to plain http"),
+        ("http", "http") if !tls_verify || to.host_str().is_some_and(is_loopback_host) => Ok(()),
+        ("http", "http") => Err("plain http is only allowed to loopback addresses"),
+        _ => Err("only http(s) redirects are followed"),
     }
 }
 
@@ -619,6 +623,21 @@ fn is_certificate_error(error: &RegistryError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_never_downgrade() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let https = url("https://registry.example/v2/a/blobs/x");
+        let http_local = url("http://127.0.0.1:5000/v2/a/blobs/x");
+        assert!(redirect_allowed(&https, &url("https://cdn.example/blob"), true).is_ok());
+        assert!(redirect_allowed(&https, &url("http://cdn.example/blob"), true).is_err());
+        assert!(redirect_allowed(&https, &url("http://127.0.0.1/blob"), false).is_err());
+        assert!(redirect_allowed(&http_local, &url("http://127.0.0.2:1/b"), true).is_ok());
+        assert!(redirect_allowed(&http_local, &url("http://cdn.example/b"), true).is_err());
+        assert!(redirect_allowed(&http_local, &url("http://cdn.example/b"), false).is_ok());
+        assert!(redirect_allowed(&http_local, &url("https://cdn.example/b"), true).is_ok());
+        assert!(redirect_allowed(&https, &url("file:///etc/passwd"), false).is_err());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
