@@ -27,7 +27,7 @@ use crate::registry::{RegistryError, Remote, Upload};
 
 mod bomb;
 mod layer;
-pub use bomb::bomb_blob;
+pub use bomb::{bomb_blob, flood_blob};
 pub use layer::{gnu_long_name, pax_header, pax_record, Layer, DEFAULT_MTIME};
 
 /// The annotation that names a tag in an OCI layout's `index.json`.

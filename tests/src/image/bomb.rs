@@ -1,17 +1,18 @@
-//! Decompression bombs (THREATS 10): a layer whose tar holds one file of zeros, tens of GiB
-//! once inflated, made in milliseconds by repeating one compressed chunk.
+//! Decompression bombs and entry floods (THREATS 10): layers of tens of GiB or millions of
+//! entries once inflated, made in milliseconds by repeating one compressed chunk.
 //!
-//! After its 512-byte header, such a tar is nothing but zeros (the file, its padding, the
-//! two end blocks). Both formats let independently compressed pieces follow one another:
+//! Both are a tar made of one block repeated: a bomb is a header and then only zeros (the
+//! file, its padding, the two end blocks); a flood is one empty-file header repeated, then
+//! the end blocks. Both formats let independently compressed pieces follow one another:
 //! zstd streams may hold several frames (RFC 8878 section 3.1), and a deflate stream
 //! flushed with Z_FULL_FLUSH keeps no back-reference across the flush (RFC 1951), so the
-//! compressed form of 1 MiB of zeros can simply be repeated.
+//! compressed form of 1 MiB of repeated blocks can itself be repeated.
 
 use flate2::{Compress, Crc, FlushCompress};
 
 use super::{Blob, Compression, MediaTypes};
 
-/// The piece of zeros compressed once and repeated.
+/// About how much repeated content is compressed once and then repeated.
 const CHUNK: usize = 1 << 20;
 
 /// A layer blob whose tar is one regular file `name` (mode 0644) of `size` zero bytes.
@@ -24,12 +25,30 @@ const CHUNK: usize = 1 << 20;
 pub fn bomb_blob(name: &str, size: u64, compression: Compression, types: MediaTypes) -> Blob {
     let header = tar_header(name, size);
     // File data padded to a block, then the two zero blocks that end an archive.
-    let zeros = size.next_multiple_of(512) + 1024;
-    let data = match compression {
-        Compression::Gzip => gzip_bomb(&header, zeros),
-        Compression::Zstd => zstd_bomb(&header, zeros),
-        Compression::None => panic!("bomb_blob: an uncompressed bomb would be {size} bytes"),
+    let zero_blocks = size.div_ceil(512) + 2;
+    let repeated = Repeated {
+        prefix: &header,
+        unit: &[0; 512],
+        count: zero_blocks,
+        suffix: &[],
     };
+    placeholder_blob(repeated.compress(compression), compression, types)
+}
+
+/// A layer blob whose tar is `entries` entries, all the same empty file `name` (each one
+/// replaces the one before). Like [`bomb_blob`], small, valid, with a placeholder diff_id.
+pub fn flood_blob(name: &str, entries: u64, compression: Compression, types: MediaTypes) -> Blob {
+    let header = tar_header(name, 0);
+    let repeated = Repeated {
+        prefix: &[],
+        unit: &header,
+        count: entries,
+        suffix: &[0; 1024],
+    };
+    placeholder_blob(repeated.compress(compression), compression, types)
+}
+
+fn placeholder_blob(data: Vec<u8>, compression: Compression, types: MediaTypes) -> Blob {
     Blob {
         digest: super::sha256_digest(&data),
         media_type: types.layer(compression).to_string(),
@@ -52,35 +71,67 @@ fn tar_header(name: &str, size: u64) -> [u8; 512] {
     *header.as_bytes()
 }
 
-/// `header` then `zeros` zero bytes as one zstd stream of many frames.
-fn zstd_bomb(header: &[u8], zeros: u64) -> Vec<u8> {
-    let frame = |data: &[u8]| zstd::bulk::compress(data, 3).unwrap_or_default();
-    let chunk = frame(&[0; CHUNK]);
-    let mut out = frame(header);
-    for _ in 0..zeros / CHUNK as u64 {
-        out.extend_from_slice(&chunk);
-    }
-    out.extend_from_slice(&frame(&vec![0; (zeros % CHUNK as u64) as usize]));
-    out
+/// Content of the form `prefix`, `unit` × `count`, `suffix`.
+struct Repeated<'a> {
+    prefix: &'a [u8],
+    unit: &'a [u8],
+    count: u64,
+    suffix: &'a [u8],
 }
 
-/// `header` then `zeros` zero bytes as one gzip member (RFC 1952): header, one deflate
-/// stream made of fully flushed pieces, CRC-32 and length of the whole content.
-fn gzip_bomb(header: &[u8], zeros: u64) -> Vec<u8> {
-    let chunk = deflate(&[0; CHUNK], FlushCompress::Full);
-    let rest = vec![0; (zeros % CHUNK as u64) as usize];
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    out.extend_from_slice(&deflate(header, FlushCompress::Full));
-    for _ in 0..zeros / CHUNK as u64 {
-        out.extend_from_slice(&chunk);
+impl Repeated<'_> {
+    /// The content split as: the prefix, one chunk (the unit repeated to about 1 MiB)
+    /// `chunks` times, and a tail (the remaining units and the suffix).
+    fn pieces(&self) -> (Vec<u8>, u64, Vec<u8>) {
+        let per_chunk = (CHUNK / self.unit.len()).max(1) as u64;
+        let chunk = self.unit.repeat(per_chunk as usize);
+        let tail = [
+            self.unit.repeat((self.count % per_chunk) as usize),
+            self.suffix.to_vec(),
+        ]
+        .concat();
+        (chunk, self.count / per_chunk, tail)
     }
-    out.extend_from_slice(&deflate(&rest, FlushCompress::Finish));
-    let crc = crc_of_header_and_zeros(header, zeros / CHUNK as u64, &rest);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32.
-    let length = header.len() as u64 + zeros;
-    out.extend_from_slice(&(length as u32).to_le_bytes());
-    out
+
+    fn compress(&self, compression: Compression) -> Vec<u8> {
+        match compression {
+            Compression::Gzip => self.gzip(),
+            Compression::Zstd => self.zstd(),
+            Compression::None => panic!("an uncompressed bomb or flood would be all in memory"),
+        }
+    }
+
+    /// One zstd stream of frames: prefix, chunk × chunks, tail.
+    fn zstd(&self) -> Vec<u8> {
+        let frame = |data: &[u8]| zstd::bulk::compress(data, 3).unwrap_or_default();
+        let (chunk, chunks, tail) = self.pieces();
+        let chunk = frame(&chunk);
+        let mut out = frame(self.prefix);
+        for _ in 0..chunks {
+            out.extend_from_slice(&chunk);
+        }
+        out.extend_from_slice(&frame(&tail));
+        out
+    }
+
+    /// One gzip member (RFC 1952): header, one deflate stream made of fully flushed pieces,
+    /// then the CRC-32 and length of the whole content.
+    fn gzip(&self) -> Vec<u8> {
+        let (chunk, chunks, tail) = self.pieces();
+        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        out.extend_from_slice(&deflate(self.prefix, FlushCompress::Full));
+        let compressed = deflate(&chunk, FlushCompress::Full);
+        for _ in 0..chunks {
+            out.extend_from_slice(&compressed);
+        }
+        out.extend_from_slice(&deflate(&tail, FlushCompress::Finish));
+        let crc = crc_of(&[(self.prefix, 1), (&chunk, chunks), (&tail, 1)]);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE is the length modulo 2^32.
+        let length = self.prefix.len() as u64 + chunk.len() as u64 * chunks + tail.len() as u64;
+        out.extend_from_slice(&(length as u32).to_le_bytes());
+        out
+    }
 }
 
 /// Raw deflate of `data` by a fresh compressor, ending with `flush`.
@@ -93,19 +144,17 @@ fn deflate(data: &[u8], flush: FlushCompress) -> Vec<u8> {
     out
 }
 
-/// CRC-32 of the header, `chunks` chunks of zeros and `rest`, combined without reading
-/// tens of GiB.
-fn crc_of_header_and_zeros(header: &[u8], chunks: u64, rest: &[u8]) -> Crc {
+/// CRC-32 of each piece repeated its number of times, in order, combined without reading
+/// the repeated bytes again.
+fn crc_of(pieces: &[(&[u8], u64)]) -> Crc {
     let mut crc = Crc::new();
-    crc.update(header);
-    let mut chunk = Crc::new();
-    chunk.update(&[0; CHUNK]);
-    for _ in 0..chunks {
-        crc.combine(&chunk);
+    for (bytes, times) in pieces {
+        let mut piece = Crc::new();
+        piece.update(bytes);
+        for _ in 0..*times {
+            crc.combine(&piece);
+        }
     }
-    let mut tail = Crc::new();
-    tail.update(rest);
-    crc.combine(&tail);
     crc
 }
 
@@ -144,6 +193,23 @@ mod tests {
                 &bomb_blob("zeros", size, compression, MediaTypes::Oci),
                 size,
             );
+        }
+    }
+
+    #[test]
+    fn floods_hold_that_many_entries() {
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let blob = flood_blob("f", 5000, compression, MediaTypes::Oci);
+            let mut plain = Vec::new();
+            match compression {
+                Compression::Zstd => zstd::stream::read::Decoder::new(&blob.data[..])
+                    .unwrap()
+                    .read_to_end(&mut plain),
+                _ => flate2::read::GzDecoder::new(&blob.data[..]).read_to_end(&mut plain),
+            }
+            .unwrap();
+            let mut archive = tar::Archive::new(&plain[..]);
+            assert_eq!(archive.entries().unwrap().count(), 5000);
         }
     }
 
