@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         privileged: cli.privileged,
         command: cli.command,
     };
-    let result = nsenter_run::selfexe::ensure_sealed(explain)
+    let result = nsenter_run::selfexe::ensure_protected(explain)
         .and_then(|()| nsenter_run::bundle::resolve(&options, explain))
         .and_then(|container| nsenter_run::run(&container, explain));
     match result {

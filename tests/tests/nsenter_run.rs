@@ -571,24 +571,29 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
     let binary = bins::bin("nsenter-run");
     let before = std::fs::read(&binary).unwrap();
     let running = start(&root.path, &[], "echo ready; read x");
-    // nsenter-run runs from a sealed memfd copy (CVE-2019-5736): its exe is not the file.
-    let exe = std::fs::read_link(format!("/proc/{}/exe", running.child.id())).unwrap();
-    assert!(
-        exe.to_string_lossy().starts_with("/memfd:nsenter-run"),
-        "{exe:?}"
-    );
-    let write = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{}/exe", running.child.id()))
-        .and_then(|mut f| f.write_all(b"pwned"));
-    assert!(write.is_err(), "the sealed copy took a write");
+    // CVE-2019-5736: hold the runtime's exe open while it runs, as a process in the
+    // container would, then reopen it for writing once the runtime has exited. nsenter-run
+    // runs from a read-only detached mount of itself (or a sealed memfd): the reopen fails.
+    let held = std::fs::File::open(format!("/proc/{}/exe", running.child.id())).unwrap();
     let (code, _) = running.release();
     assert_eq!(code, 0);
+    let reopen = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&held)
+        ))
+        .and_then(|mut f| f.write_all(b"pwned"));
+    let err = reopen.expect_err("the runtime's binary took a write through /proc/PID/exe");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM)),
+        "{err}"
+    );
 
     // The classic attack: the command is a script whose interpreter is /proc/self/exe,
     // resolved while the process is still nsenter-run. After pivot_root and the old
     // root's detach the kernel refuses the exec outright (ENOENT, hence 127); were it
-    // allowed, it would reach the sealed copy above, never the host file.
+    // allowed, it would reach the protected copy above, never the host file.
     let evil = root.path.join("evil");
     std::fs::write(&evil, "#!/proc/self/exe --version\n").unwrap();
     std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
