@@ -33,7 +33,9 @@ use tar::EntryType;
 use crate::entry::{join, EntryPath, NameError};
 use crate::explain::Explain;
 use crate::limits::{LimitError, Limits};
-use crate::resolve::{c_name, proc_fd_path, DirFd, Missing, Root, WalkError};
+use crate::resolve::{
+    c_name, proc_fd_path, real_path, root_real_path, DirFd, Missing, Root, WalkError,
+};
 use crate::whiteout::{self, SameLayer, Whiteout};
 
 /// Why one entry could not be applied.
@@ -102,6 +104,8 @@ struct Meta {
 /// Applies layers to one rootfs, one after the other.
 pub struct Applier {
     root: Root,
+    /// The kernel's name for the rootfs, to place entries reached via symlinks.
+    root_real: Vec<u8>,
     same: SameLayer,
     dir_times: Vec<(Vec<u8>, TimeSpec)>,
     buf: Vec<u8>,
@@ -116,6 +120,7 @@ pub struct Applier {
 impl Applier {
     pub fn new(root: Root, limits: Limits, explain: Explain, quiet: bool) -> Applier {
         Applier {
+            root_real: root_real_path(root.fd()),
             root,
             same: SameLayer::new(),
             dir_times: Vec::new(),
@@ -150,6 +155,7 @@ impl Applier {
             self.apply_entry(&mut entry, &name, link.as_deref())
                 .map_err(|source| LayerError::Entry { name, source })?;
         }
+        self.root.finish_layer();
         self.set_dir_times()
     }
 
@@ -207,6 +213,7 @@ impl Applier {
             .dir(path.parent(), Missing::Create)?
             .ok_or(Errno::ENOENT)
             .map_err(sys("open parent"))?;
+        note_real(&mut self.same, &self.root_real, &parent, path.file_name());
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
@@ -241,6 +248,7 @@ impl Applier {
             .dir(path.parent(), Missing::Create)?
             .ok_or(Errno::ENOENT)
             .map_err(sys("open parent"))?;
+        note_real(&mut self.same, &self.root_real, &parent, path.file_name());
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
         let mut merged = false;
         let mut replaced = false;
@@ -277,6 +285,7 @@ impl Applier {
         )
         .map_err(sys("open directory"))?;
         let chown = merged || needs_chown(meta, self.euid, self.egid, &parent);
+        let via_link = parent.via_link;
         drop(parent);
         if replaced {
             self.root.forget();
@@ -285,7 +294,7 @@ impl Applier {
         self.xattrs.set_fd(fd.as_fd(), meta)?;
         self.dir_times.push((path.joined(), meta.mtime));
         let setgid = meta.mode & 0o2000 != 0;
-        self.root.adopt(&path.components, fd, setgid);
+        self.root.adopt(&path.components, fd, setgid, via_link);
         Ok(())
     }
 
@@ -309,6 +318,7 @@ impl Applier {
             .dir(path.parent(), Missing::Create)?
             .ok_or(Errno::ENOENT)
             .map_err(sys("open parent"))?;
+        note_real(&mut self.same, &self.root_real, &parent, path.file_name());
         // The target is stored as it is: it is only ever followed inside the root.
         let mut replaced = false;
         loop {
@@ -396,6 +406,7 @@ impl Applier {
             .dir(path.parent(), Missing::Create)?
             .ok_or(Errno::ENOENT)
             .map_err(sys("open parent"))?;
+        note_real(&mut self.same, &self.root_real, &parent, path.file_name());
         let mut replaced = false;
         loop {
             match linkat(
@@ -469,6 +480,7 @@ impl Applier {
             .dir(path.parent(), Missing::Create)?
             .ok_or(Errno::ENOENT)
             .map_err(sys("open parent"))?;
+        note_real(&mut self.same, &self.root_real, &parent, path.file_name());
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
         let mut replaced = false;
         loop {
@@ -557,7 +569,7 @@ impl Applier {
                 continue;
             };
             // A whiteout later in the layer may have removed it: nothing to do.
-            let dir = match self.root.dir(parent, Missing::Absent) {
+            let dir = match self.root.dir(parent, Missing::Lookup) {
                 Ok(Some(dir)) => dir,
                 Ok(None) => continue,
                 Err(e) => return Err(LayerError::DirTimes(path.clone(), e.source)),
@@ -580,18 +592,26 @@ impl Applier {
 
     /// `.wh.NAME`: removes NAME as lower layers left it.
     fn whiteout(&mut self, path: &EntryPath<'_>, target: &[u8]) -> Result<(), EntryError> {
-        let mut target_path = join(path.parent());
-        if !target_path.is_empty() {
-            target_path.push(b'/');
-        }
-        target_path.extend_from_slice(target);
+        let lexical = join(path.parent());
         self.explain.say(
-            format_args!("unlinkat(dir, {:?}, ...)   # whiteout", display(target)),
-            format_args!("rm -rf {}", display(&target_path)),
+            format_args!(
+                "unlinkat(dir, {:?}, AT_REMOVEDIR if a directory)",
+                display(target)
+            ),
+            format_args!("rm -rf {}/{}", display(&lexical), display(target)),
         );
         let Some(dir) = self.root.dir(path.parent(), Missing::Absent)? else {
             return Ok(());
         };
+        let mut target_path = if dir.via_link {
+            real_path(&self.root_real, dir.as_fd()).unwrap_or(lexical)
+        } else {
+            lexical
+        };
+        if !target_path.is_empty() {
+            target_path.push(b'/');
+        }
+        target_path.extend_from_slice(target);
         let name = c_name(target);
         let result = if self.same.contains(&target_path) {
             // This layer wrote NAME too: that stays; only what lies below it
@@ -615,16 +635,21 @@ impl Applier {
 
     /// `.wh..wh..opq`: empties its directory of lower-layer content.
     fn opaque(&mut self, path: &EntryPath<'_>) -> Result<(), EntryError> {
-        let mut dir_path = join(path.parent());
+        let lexical = join(path.parent());
         self.explain.say(
-            format_args!("unlinkat(dir, ...) for each lower entry   # opaque whiteout"),
+            format_args!("unlinkat(dir, NAME, ...) for each lower-layer entry (opaque whiteout)"),
             format_args!(
-                "find {}/ -mindepth 1 -maxdepth 1 ! -newer-in-this-layer -exec rm -rf {{}} +",
-                display(&dir_path)
+                "rm -rf {}/* except what this layer wrote",
+                display(&lexical)
             ),
         );
         let Some(dir) = self.root.dir(path.parent(), Missing::Absent)? else {
             return Ok(());
+        };
+        let mut dir_path = if dir.via_link {
+            real_path(&self.root_real, dir.as_fd()).unwrap_or(lexical)
+        } else {
+            lexical
         };
         let result = whiteout::remove_lower(dir.as_fd(), &mut dir_path, &self.same);
         drop(dir);
@@ -633,10 +658,25 @@ impl Applier {
     }
 }
 
+/// Records where an entry really is when its directory was reached through a
+/// symlink, so a whiteout through another path still knows it is this layer's.
+fn note_real(same: &mut SameLayer, root_real: &[u8], parent: &DirFd<'_>, name: Option<&[u8]>) {
+    if !parent.via_link {
+        return;
+    }
+    if let Some(mut path) = real_path(root_real, parent.as_fd()) {
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.unwrap_or_default());
+        same.insert(&path);
+    }
+}
+
 /// New files belong to the caller (and to a set-group-ID parent's group):
 /// chown only when the layer wants something else.
 fn needs_chown(meta: &Meta, euid: u32, egid: u32, parent: &DirFd<'_>) -> bool {
-    meta.uid != euid || meta.gid != egid || parent.setgid()
+    meta.uid != euid || meta.gid != egid || parent.setgid
 }
 
 /// chown before chmod: chown(2) clears the set-user-ID and set-group-ID bits.

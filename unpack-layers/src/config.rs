@@ -31,7 +31,7 @@ pub fn process_args(image: &ImageConfiguration) -> Vec<String> {
 /// `process.env`: the image's Env over PATH and TERM defaults (a key the image
 /// sets replaces the default in place, as umoci does), then HOME from the
 /// user's passwd entry unless the image sets it.
-pub fn process_env(image_env: &[String], home: &str) -> Vec<String> {
+pub fn process_env(image_env: &[String], home: Option<&str>) -> Vec<String> {
     let mut env = vec![format!("PATH={DEFAULT_PATH}"), "TERM=xterm".to_owned()];
     for var in image_env {
         let key = var.split_once('=').map_or(var.as_str(), |(k, _)| k);
@@ -43,7 +43,7 @@ pub fn process_env(image_env: &[String], home: &str) -> Vec<String> {
             None => env.push(var.clone()),
         }
     }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
+    if let Some(home) = home.filter(|_| !env.iter().any(|e| e.starts_with("HOME="))) {
         env.push(format!("HOME={home}"));
     }
     env
@@ -103,7 +103,7 @@ pub fn runtime_spec(
         .terminal(false)
         .user(spec_user.build()?)
         .args(process_args(image))
-        .env(process_env(&image_env, &user.home))
+        .env(process_env(&image_env, user.home.as_deref()))
         .cwd(cwd)
         .no_new_privileges(true);
     if let Some(caps) = defaults.capabilities() {
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn env_defaults_and_overrides() {
-        let env = process_env(&["FOO=bar".into()], "/root");
+        let env = process_env(&["FOO=bar".into()], Some("/root"));
         assert_eq!(
             env,
             [
@@ -200,7 +200,7 @@ mod tests {
                 "HOME=/root"
             ]
         );
-        let env = process_env(&["PATH=/bin".into(), "HOME=/x".into()], "/root");
+        let env = process_env(&["PATH=/bin".into(), "HOME=/x".into()], Some("/root"));
         assert_eq!(env, ["PATH=/bin", "TERM=xterm", "HOME=/x"]);
     }
 
@@ -210,7 +210,7 @@ mod tests {
             uid: 1000,
             gid: 100,
             additional_gids: vec![10],
-            home: "/home/app".into(),
+            home: Some("/home/app".into()),
         };
         let spec = runtime_spec(&image(&[], &["/bin/sh"], &["A=1"]), &user, "box").unwrap();
         let json = serde_json::to_value(&spec).unwrap();

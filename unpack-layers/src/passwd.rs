@@ -12,8 +12,9 @@ pub struct ExecUser {
     pub gid: u32,
     /// Groups listing the user as a member (only when no group was given).
     pub additional_gids: Vec<u32>,
-    /// The user's home directory, for a default `HOME`.
-    pub home: String,
+    /// The user's home directory from passwd, for a default `HOME`
+    /// (none when passwd has no entry, as umoci).
+    pub home: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,9 +81,9 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserEr
         None => p.name == user_part,
     });
     let (uid, mut gid, home, name) = match (&entry, numeric_uid) {
-        (Some(p), _) => (p.uid, p.gid, p.home.to_owned(), Some(p.name)),
+        (Some(p), _) => (p.uid, p.gid, Some(p.home.to_owned()), Some(p.name)),
         // A numeric uid need not exist in passwd: it is used as given.
-        (None, Some(uid)) => (uid, 0, "/".to_owned(), None),
+        (None, Some(uid)) => (uid, 0, None, None),
         (None, None) => return Err(UserError::NoUser(user_part.to_owned())),
     };
     let mut additional_gids = Vec::new();
@@ -129,7 +130,7 @@ mod tests {
     #[test]
     fn empty_means_root() {
         let u = resolve("", PASSWD, GROUP).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
+        assert_eq!((u.uid, u.gid, u.home.as_deref()), (0, 0, Some("/root")));
     }
 
     #[test]
@@ -137,7 +138,7 @@ mod tests {
         let u = resolve("app", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert_eq!(u.additional_gids, [10, 29]);
-        assert_eq!(u.home, "/home/app");
+        assert_eq!(u.home.as_deref(), Some("/home/app"));
     }
 
     #[test]
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn numeric_uid_without_entry_is_kept() {
         let u = resolve("4242", PASSWD, GROUP).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
+        assert_eq!((u.uid, u.gid, u.home), (4242, 0, None));
         let u = resolve("4242:4243", "", "").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 4243));
     }

@@ -16,14 +16,19 @@
 //! same directory as the one before costs no lookup at all. Removing anything
 //! may change what a cached prefix names (a symlinked component may point into
 //! what went), so every removal calls [`Root::forget`].
+//!
+//! Writing into a directory changes its mtime. As umoci does, a directory a
+//! layer writes into keeps the times it had before (a lower layer's entry set
+//! them): they are read when the walk enters it and put back when it leaves.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, fstatat, futimens, mkdirat, Mode};
+use nix::sys::time::TimeSpec;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::entry::join;
@@ -39,35 +44,67 @@ const IMPLIED_DIR_MODE: u32 = 0o755;
 pub struct Root {
     fd: OwnedFd,
     chain: Vec<Link>,
+    /// The root's own times before this layer first wrote into it.
+    root_times: Option<Times>,
 }
 
 struct Link {
     name: Vec<u8>,
     fd: OwnedFd,
     setgid: bool,
+    via_link: bool,
+    times: Times,
+    /// Something was created or removed in it: put `times` back on release.
+    written: bool,
 }
 
-/// An open directory: from the cache, or walked past its depth.
-pub enum DirFd<'a> {
-    Cached(BorrowedFd<'a>, bool),
-    Owned(OwnedFd, bool),
+/// A directory's atime and mtime.
+#[derive(Clone, Copy)]
+struct Times(TimeSpec, TimeSpec);
+
+impl Times {
+    fn of(st: &nix::sys::stat::FileStat) -> Times {
+        Times(
+            TimeSpec::new(st.st_atime, st.st_atime_nsec),
+            TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+        )
+    }
+
+    fn restore(&self, fd: BorrowedFd<'_>) {
+        // Best effort: a time that cannot be put back is not worth failing for.
+        let _ = futimens(fd, &self.0, &self.1);
+    }
 }
 
-impl DirFd<'_> {
-    /// Whether the directory is set-group-ID: new entries take its group, so
-    /// they need an explicit chown even when the layer says gid 0.
-    pub fn setgid(&self) -> bool {
-        match self {
-            DirFd::Cached(_, s) | DirFd::Owned(_, s) => *s,
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.written {
+            self.times.restore(self.fd.as_fd());
         }
     }
 }
 
+/// An open directory: from the cache, or walked past its depth.
+pub struct DirFd<'a> {
+    fd: Held<'a>,
+    /// The directory is set-group-ID: new entries take its group, so they
+    /// need an explicit chown even when the layer says gid 0.
+    pub setgid: bool,
+    /// The walk followed a symlink to get here, so the cleaned name is not
+    /// where it is (see [`real_path`]).
+    pub via_link: bool,
+}
+
+enum Held<'a> {
+    Cached(BorrowedFd<'a>),
+    Owned(OwnedFd),
+}
+
 impl AsFd for DirFd<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            DirFd::Cached(fd, _) => *fd,
-            DirFd::Owned(fd, _) => fd.as_fd(),
+        match &self.fd {
+            Held::Cached(fd) => *fd,
+            Held::Owned(fd) => fd.as_fd(),
         }
     }
 }
@@ -80,6 +117,8 @@ pub enum Missing {
     Create,
     /// Report it: a whiteout below a missing directory has nothing to hide.
     Absent,
+    /// Report it, and do not count this as writing into the directory.
+    Lookup,
 }
 
 /// A failed step of a walk: the prefix it was at and the call that failed.
@@ -93,17 +132,18 @@ pub struct WalkError {
 }
 
 impl Root {
-    /// Opens the rootfs directory itself (following nothing at its last component).
+    /// Opens the rootfs directory itself (a path the user gave: it may be a symlink).
     pub fn open(path: &Path) -> nix::Result<Root> {
         let fd = openat(
             nix::fcntl::AT_FDCWD,
             path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Root {
             fd,
             chain: Vec::new(),
+            root_times: None,
         })
     }
 
@@ -114,6 +154,14 @@ impl Root {
     /// Drops the cached walk; called after anything is removed or replaced.
     pub fn forget(&mut self) {
         self.chain.clear();
+    }
+
+    /// Ends a layer: every directory written into gets its times back.
+    pub fn finish_layer(&mut self) {
+        self.chain.clear();
+        if let Some(times) = self.root_times.take() {
+            times.restore(self.fd.as_fd());
+        }
     }
 
     /// Opens the directory named by `components` (empty: the root), creating or
@@ -130,39 +178,70 @@ impl Root {
             .take_while(|(link, c)| link.name == **c)
             .count();
         self.chain.truncate(common);
-        let mut deep: Option<(OwnedFd, bool)> = None;
+        let mut deep: Option<(OwnedFd, bool, bool)> = None;
         for i in common..components.len() {
-            let here = match (&deep, self.chain.last()) {
-                (Some((fd, _)), _) => fd.as_fd(),
-                (None, Some(link)) => link.fd.as_fd(),
-                (None, None) => self.fd.as_fd(),
+            let (here, via) = match (&deep, self.chain.last()) {
+                (Some((fd, _, via)), _) => (fd.as_fd(), *via),
+                (None, Some(link)) => (link.fd.as_fd(), link.via_link),
+                (None, None) => (self.fd.as_fd(), false),
             };
-            let Some(fd) = step(self.fd.as_fd(), here, &components[..=i], missing)? else {
+            let Some((fd, followed)) = step(self.fd.as_fd(), here, &components[..=i], missing)?
+            else {
                 return Ok(None);
             };
-            let setgid = is_setgid(&fd, &components[..=i])?;
+            let via_link = via || followed;
+            let st = stat(&fd, &components[..=i])?;
+            let setgid = st.st_mode & libc::S_ISGID != 0;
             if deep.is_none() && self.chain.len() < MAX_CHAIN {
                 self.chain.push(Link {
                     name: components[i].to_vec(),
                     fd,
                     setgid,
+                    via_link,
+                    times: Times::of(&st),
+                    written: false,
                 });
             } else {
-                deep = Some((fd, setgid));
+                deep = Some((fd, setgid, via_link));
             }
         }
+        let writes = missing != Missing::Lookup;
         Ok(Some(match deep {
-            Some((fd, setgid)) => DirFd::Owned(fd, setgid),
-            None => match self.chain.last() {
-                Some(link) => DirFd::Cached(link.fd.as_fd(), link.setgid),
-                None => DirFd::Cached(self.fd.as_fd(), is_setgid(&self.fd, &[])?),
+            Some((fd, setgid, via_link)) => DirFd {
+                fd: Held::Owned(fd),
+                setgid,
+                via_link,
+            },
+            None => match self.chain.last_mut() {
+                Some(link) => {
+                    link.written |= writes;
+                    DirFd {
+                        fd: Held::Cached(link.fd.as_fd()),
+                        setgid: link.setgid,
+                        via_link: link.via_link,
+                    }
+                }
+                None => {
+                    let st = stat(&self.fd, &[])?;
+                    if writes && self.root_times.is_none() {
+                        self.root_times = Some(Times::of(&st));
+                    }
+                    DirFd {
+                        fd: Held::Cached(self.fd.as_fd()),
+                        setgid: st.st_mode & libc::S_ISGID != 0,
+                        via_link: false,
+                    }
+                }
             },
         }))
     }
 
     /// Caches a directory just made at `components`, when it extends the
     /// current walk, so its entries that follow need no lookup.
-    pub fn adopt(&mut self, components: &[&[u8]], fd: OwnedFd, setgid: bool) {
+    pub fn adopt(&mut self, components: &[&[u8]], fd: OwnedFd, setgid: bool, via_link: bool) {
+        let Ok(st) = fstat(&fd) else {
+            return;
+        };
         let Some((last, parent)) = components.split_last() else {
             return;
         };
@@ -174,6 +253,9 @@ impl Root {
                 name: last.to_vec(),
                 fd,
                 setgid,
+                via_link,
+                times: Times::of(&st),
+                written: false,
             });
         }
     }
@@ -198,7 +280,7 @@ fn step(
     here: BorrowedFd<'_>,
     prefix: &[&[u8]],
     missing: Missing,
-) -> Result<Option<OwnedFd>, WalkError> {
+) -> Result<Option<(OwnedFd, bool)>, WalkError> {
     let name = prefix[prefix.len() - 1];
     let fail = |op, source| WalkError {
         op,
@@ -206,43 +288,72 @@ fn step(
         source,
     };
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let follow = || match in_root(root, &join(prefix), dir_flags) {
+        Ok(fd) => Ok(Some((fd, true))),
+        Err(Errno::ENOENT | Errno::ENOTDIR) if missing != Missing::Create => Ok(None),
+        Err(Errno::ENOENT) => Err(fail(
+            "follow the symlink (to a missing directory)",
+            Errno::ENOENT,
+        )),
+        Err(e) => Err(fail("follow the symlink", e)),
+    };
     match openat(here, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
-        Ok(fd) => Ok(Some(fd)),
-        // A symlink: the kernel resolves the whole prefix, inside the root.
-        Err(Errno::ELOOP) => match in_root(root, &join(prefix), dir_flags) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::ENOENT | Errno::ENOTDIR) if missing == Missing::Absent => Ok(None),
-            Err(Errno::ENOENT) => Err(fail(
-                "follow the symlink (to a missing directory)",
-                Errno::ENOENT,
-            )),
-            Err(e) => Err(fail("follow the symlink", e)),
-        },
-        Err(Errno::ENOENT | Errno::ENOTDIR) if missing == Missing::Absent => Ok(None),
-        // A file, device or FIFO where a directory must be: replace it.
+        Ok(fd) => Ok(Some((fd, false))),
+        Err(Errno::ELOOP) => follow(),
+        // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR, like on a file.
         Err(Errno::ENOTDIR) => {
-            unlinkat(here, name, UnlinkatFlags::NoRemoveDir).map_err(|e| fail("replace", e))?;
-            make_dir(here, name).map_err(|e| fail("create directory", e))
+            let st =
+                fstatat(here, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| fail("stat", e))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                // A symlink: the kernel resolves the whole prefix, inside the root.
+                follow()
+            } else if missing == Missing::Create {
+                // A file, device or FIFO where a directory must be: replace it.
+                unlinkat(here, name, UnlinkatFlags::NoRemoveDir).map_err(|e| fail("replace", e))?;
+                make_dir(here, name).map_err(|e| fail("create directory", e))
+            } else {
+                Ok(None)
+            }
         }
+        Err(Errno::ENOENT) if missing != Missing::Create => Ok(None),
         Err(Errno::ENOENT) => make_dir(here, name).map_err(|e| fail("create directory", e)),
         Err(e) => Err(fail("open directory", e)),
     }
 }
 
-fn make_dir(here: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Option<OwnedFd>> {
+fn make_dir(here: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Option<(OwnedFd, bool)>> {
     mkdirat(here, name, Mode::from_bits_truncate(IMPLIED_DIR_MODE))?;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    openat(here, name, flags, Mode::empty()).map(Some)
+    openat(here, name, flags, Mode::empty()).map(|fd| Some((fd, false)))
 }
 
-fn is_setgid(fd: &impl AsFd, at: &[&[u8]]) -> Result<bool, WalkError> {
-    fstat(fd.as_fd())
-        .map(|st| st.st_mode & libc::S_ISGID != 0)
-        .map_err(|source| WalkError {
-            op: "stat",
-            path: join(at),
-            source,
-        })
+/// Where a directory reached through symlinks really is, as a cleaned name
+/// inside the root (`a/b`, empty for the root): the kernel's own name for the
+/// fd (`/proc/self/fd/N`, proc(5)) minus the root's. Whiteouts need it to tell
+/// this layer's entries from lower ones when a path went through a link.
+pub fn real_path(root_real: &[u8], dir: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    let real = nix::fcntl::readlink(proc_fd_path(dir).as_c_str()).ok()?;
+    let real = std::os::unix::ffi::OsStrExt::as_bytes(real.as_os_str()).to_vec();
+    if real == root_real {
+        return Some(Vec::new());
+    }
+    let rest = real.strip_prefix(root_real)?.strip_prefix(b"/")?;
+    Some(rest.to_vec())
+}
+
+/// The kernel's name for the root itself (see [`real_path`]).
+pub fn root_real_path(root: BorrowedFd<'_>) -> Vec<u8> {
+    nix::fcntl::readlink(proc_fd_path(root).as_c_str())
+        .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+        .unwrap_or_default()
+}
+
+fn stat(fd: &impl AsFd, at: &[&[u8]]) -> Result<nix::sys::stat::FileStat, WalkError> {
+    fstat(fd.as_fd()).map_err(|source| WalkError {
+        op: "stat",
+        path: join(at),
+        source,
+    })
 }
 
 /// openat2(2) with RESOLVE_IN_ROOT: `root` acts as `/` for absolute symlinks and
