@@ -13,13 +13,12 @@
 //! image.write_oci_layout(std::path::Path::new("/tmp/layout"), "latest").unwrap();
 //! ```
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, OciLayoutBuilder, Platform, PlatformBuilder, RootFsBuilder,
+    Arch, Config, Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, Platform, PlatformBuilder, RootFs,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -160,31 +159,22 @@ pub struct ImageBuilder {
     /// Each layer, with its compression when the builder made it (its media type then
     /// follows the builder's media types); `None` for a blob given as it is.
     layers: Vec<(Blob, Option<Compression>)>,
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
-    env: Vec<String>,
-    working_dir: Option<String>,
-    user: Option<String>,
-    labels: BTreeMap<String, String>,
-    os: String,
-    architecture: String,
-    variant: Option<String>,
+    /// The image configuration but for `rootfs` (set from the layers) and `config`.
+    image: ImageConfiguration,
+    /// The execution parameters (`Entrypoint`, `Cmd`, `Env`, ...).
+    config: Config,
     media_types: MediaTypes,
 }
 
 impl Default for ImageBuilder {
     fn default() -> Self {
+        let mut image = ImageConfiguration::default();
+        image.set_os(Os::Linux);
+        image.set_architecture(Arch::from(host_architecture()));
         ImageBuilder {
             layers: Vec::new(),
-            entrypoint: None,
-            cmd: None,
-            env: Vec::new(),
-            working_dir: None,
-            user: None,
-            labels: BTreeMap::new(),
-            os: "linux".to_string(),
-            architecture: host_architecture().to_string(),
-            variant: None,
+            image,
+            config: Config::default(),
             media_types: MediaTypes::Oci,
         }
     }
@@ -212,45 +202,53 @@ impl ImageBuilder {
 
     /// The config's `Entrypoint`.
     pub fn entrypoint<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
-        self.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self.config
+            .set_entrypoint(Some(args.into_iter().map(Into::into).collect()));
         self
     }
 
     /// The config's `Cmd`.
     pub fn cmd<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
-        self.cmd = Some(args.into_iter().map(Into::into).collect());
+        self.config
+            .set_cmd(Some(args.into_iter().map(Into::into).collect()));
         self
     }
 
     /// Adds `KEY=VALUE` to the config's `Env`.
     pub fn env(mut self, key_value: impl Into<String>) -> Self {
-        self.env.push(key_value.into());
+        let mut env = self.config.env().clone().unwrap_or_default();
+        env.push(key_value.into());
+        self.config.set_env(Some(env));
         self
     }
 
     /// The config's `WorkingDir`.
     pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
-        self.working_dir = Some(dir.into());
+        self.config.set_working_dir(Some(dir.into()));
         self
     }
 
     /// The config's `User` (`name`, `uid`, `uid:gid`, `name:group`).
     pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
+        self.config.set_user(Some(user.into()));
         self
     }
 
     /// Adds a label to the config's `Labels`.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.insert(key.into(), value.into());
+        let labels = self
+            .config
+            .labels_mut()
+            .get_or_insert_with(Default::default);
+        labels.insert(key.into(), value.into());
         self
     }
 
     /// The platform the config (and an index entry) names, e.g. `("linux", "arm64", Some("v8"))`.
     pub fn platform(mut self, os: &str, architecture: &str, variant: Option<&str>) -> Self {
-        self.os = os.to_string();
-        self.architecture = architecture.to_string();
-        self.variant = variant.map(str::to_string);
+        self.image.set_os(Os::from(os));
+        self.image.set_architecture(Arch::from(architecture));
+        self.image.set_variant(variant.map(str::to_string));
         self
     }
 
@@ -295,58 +293,21 @@ impl ImageBuilder {
         }
     }
 
-    fn configuration(&self, layers: &[Blob]) -> oci_spec::image::ImageConfiguration {
-        let mut config = ConfigBuilder::default();
-        if let Some(entrypoint) = &self.entrypoint {
-            config = config.entrypoint(entrypoint.clone());
-        }
-        if let Some(cmd) = &self.cmd {
-            config = config.cmd(cmd.clone());
-        }
-        if !self.env.is_empty() {
-            config = config.env(self.env.clone());
-        }
-        if let Some(dir) = &self.working_dir {
-            config = config.working_dir(dir.clone());
-        }
-        if let Some(user) = &self.user {
-            config = config.user(user.clone());
-        }
-        if !self.labels.is_empty() {
-            config = config.labels(
-                self.labels
-                    .clone()
-                    .into_iter()
-                    .collect::<std::collections::HashMap<_, _>>(),
-            );
-        }
-        let rootfs = RootFsBuilder::default()
-            .typ("layers")
-            .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
-            .build()
-            .unwrap_or_else(|e| panic!("image rootfs: {e}"));
-        let mut image = ImageConfigurationBuilder::default()
-            .os(self.os.as_str())
-            .architecture(self.architecture.as_str())
-            .rootfs(rootfs)
-            .config(
-                config
-                    .build()
-                    .unwrap_or_else(|e| panic!("image config: {e}")),
-            );
-        if let Some(variant) = &self.variant {
-            image = image.variant(variant.clone());
-        }
+    /// The configuration document: the builder's, with `rootfs.diff_ids` from the layers.
+    fn configuration(&self, layers: &[Blob]) -> ImageConfiguration {
+        let mut rootfs = RootFs::default();
+        rootfs.set_diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect());
+        let mut image = self.image.clone();
+        image.set_rootfs(rootfs);
+        image.set_config(Some(self.config.clone()));
         image
-            .build()
-            .unwrap_or_else(|e| panic!("image configuration: {e}"))
     }
 
     fn platform_descriptor(&self) -> Platform {
         let mut platform = PlatformBuilder::default()
-            .os(self.os.as_str())
-            .architecture(self.architecture.as_str());
-        if let Some(variant) = &self.variant {
+            .os(self.image.os().clone())
+            .architecture(self.image.architecture().clone());
+        if let Some(variant) = self.image.variant() {
             platform = platform.variant(variant.clone());
         }
         platform.build().unwrap_or_else(|e| panic!("platform: {e}"))

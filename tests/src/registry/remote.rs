@@ -68,8 +68,9 @@ impl Remote {
     }
 
     /// Adds the credentials the mode needs to a request on `repo`: Basic, or a bearer token
-    /// for `repository:REPO:pull,push` fetched from the token server with the user's
-    /// credentials (skipping the 401 round trip the distribution client would make).
+    /// for `repository:REPO:pull,push` minted by the harness' token server for its user
+    /// directly (the fixture skips the 401 challenge and the token request a client makes;
+    /// tests of that flow make them by hand or run a real client).
     pub fn authorize(
         &self,
         request: RequestBuilder,
@@ -96,24 +97,12 @@ impl Remote {
         let what = format!("upload of {digest} to {repo}");
         let start = self.url(&format!("{repo}/blobs/uploads/"));
         let response = self.send(&what, self.client.post(&start), repo, StatusCode::ACCEPTED)?;
-        let mut location = self.location(&what, &response)?;
-        let body = match upload {
-            Upload::Monolithic => data.to_vec(),
+        let location = self.location(&what, &response)?;
+        let (mut location, body) = match upload {
+            Upload::Monolithic => (location, data.to_vec()),
             Upload::Chunked(size) => {
-                for (offset, chunk) in chunk_ranges(data.len(), size) {
-                    let request = self
-                        .client
-                        .patch(location.clone())
-                        .header("Content-Type", "application/octet-stream")
-                        .header(
-                            "Content-Range",
-                            format!("{}-{}", offset, offset + chunk - 1),
-                        )
-                        .body(data[offset..offset + chunk].to_vec());
-                    let response = self.send(&what, request, repo, StatusCode::ACCEPTED)?;
-                    location = self.location(&what, &response)?;
-                }
-                Vec::new()
+                let last = self.patch_chunks(&what, repo, location, data, size)?;
+                (last, Vec::new())
             }
         };
         location.query_pairs_mut().append_pair("digest", digest);
@@ -124,6 +113,32 @@ impl Remote {
             .body(body);
         self.send(&what, request, repo, StatusCode::CREATED)
             .map(drop)
+    }
+
+    /// Sends `data` in PATCHes of `size` bytes with their `Content-Range`, each to the
+    /// Location the one before returned; returns the last Location, where the PUT goes.
+    fn patch_chunks(
+        &self,
+        what: &str,
+        repo: &str,
+        mut location: Url,
+        data: &[u8],
+        size: usize,
+    ) -> Result<Url, RegistryError> {
+        for (offset, length) in chunk_ranges(data.len(), size) {
+            let request = self
+                .client
+                .patch(location)
+                .header("Content-Type", "application/octet-stream")
+                .header(
+                    "Content-Range",
+                    format!("{}-{}", offset, offset + length - 1),
+                )
+                .body(data[offset..offset + length].to_vec());
+            let response = self.send(what, request, repo, StatusCode::ACCEPTED)?;
+            location = self.location(what, &response)?;
+        }
+        Ok(location)
     }
 
     /// Stores a manifest (or index) under `reference` (a tag or a digest) with its media type
