@@ -11,10 +11,11 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::process::Command;
 
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, write, ForkResult};
+use nix::unistd::{fork, pipe2, write, ForkResult};
 
 /// Runs `f` in a forked child that first enters a new mount namespace and makes every mount
 /// in it private (`mount --make-rprivate /`), so nothing it mounts or changes propagates back.
@@ -23,7 +24,9 @@ use nix::unistd::{fork, pipe, write, ForkResult};
 /// The child is a fork of a multi-threaded process: keep `f` to plain syscalls, files and
 /// `std::process::Command`; do not touch locks other threads of the test may hold.
 pub fn in_private_mount_namespace(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    let (read_end, write_end) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    // O_CLOEXEC: other test threads spawn processes all the time; one that inherited the
+    // write end would keep the pipe open, and the read below would wait for it to exit.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
     // SAFETY: the child only runs the setup syscalls, the test's closure and a write to the
     // pipe, then leaves with _exit without running the parent's atexit handlers or destructors.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
