@@ -3,8 +3,12 @@
 //! A test executable lives at `target/<profile>/deps/NAME-HASH`; the binaries that
 //! `cargo build --workspace --bins` made for the same profile are in `target/<profile>/`.
 //! (`CARGO_BIN_EXE_*` only exists for binaries of the crate under test, hence this lookup.)
+//!
+//! `cargo test -p tests` does not rebuild the other crates' binaries, so a binary older than
+//! its crate's sources is refused: a test must not pass or fail on yesterday's code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The path of the workspace binary `name` (e.g. `"fetch-image"`) built for the same profile
 /// as the running test. Panics with the command to run when it has not been built.
@@ -18,7 +22,49 @@ pub fn bin(name: &str) -> PathBuf {
             dir.display()
         );
     }
+    refuse_if_stale(name, &path);
     path
+}
+
+/// Panics when a file of the binary's crate (`src/**`, `Cargo.toml`) is newer than the binary.
+fn refuse_if_stale(name: &str, binary: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
+    // The tests crate's own binary (image-builder) lives in tests/; the tools in their folder.
+    let crate_dir = match workspace.join(name) {
+        dir if dir.join("Cargo.toml").is_file() => dir,
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    };
+    let built = binary.metadata().and_then(|m| m.modified()).ok();
+    let newest =
+        newest_modification(&crate_dir.join("src")).max(modified(&crate_dir.join("Cargo.toml")));
+    if let (Some(built), Some(newest)) = (built, newest) {
+        if newest > built {
+            panic!(
+                "binary '{}' is older than the sources in {}: rebuild it \
+                 (cargo build --workspace --bins)",
+                binary.display(),
+                crate_dir.display()
+            );
+        }
+    }
+}
+
+/// The newest modification time of the files under `dir`, recursively.
+fn newest_modification(dir: &Path) -> Option<SystemTime> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .filter_map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => newest_modification(&entry.path()),
+            _ => modified(&entry.path()),
+        })
+        .max()
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
 }
 
 /// `target/<profile>/`: the parent of the `deps/` directory holding the running test executable.
