@@ -94,6 +94,8 @@ pub enum Reason {
     HasSubvolumes { path: PathBuf },
     #[error("'{}' is on a different filesystem than '{}' (a snapshot stays inside one btrfs)", dest.display(), src.display())]
     CrossDevice { src: PathBuf, dest: PathBuf },
+    #[error("'{}' is in use: {why}", path.display())]
+    Busy { path: PathBuf, why: &'static str },
     #[error("'{}' is read-only (a read-only snapshot, inside one, or on a read-only mount)", path.display())]
     ReadOnly { path: PathBuf },
     #[error("{what} ({call}: {errno})")]

@@ -149,6 +149,13 @@ pub fn delete(path: &Path, explain: Explain) -> Result<(), Error> {
     result.map_err(|errno| {
         fail(match errno {
             Errno::ENOTEMPTY => Reason::HasSubvolumes { path: path.into() },
+            // Root is refused only for the filesystem's default subvolume (the one mounted
+            // when no subvol= is given) or one being sent (btrfs_delete_subvolume).
+            Errno::EPERM if nix::unistd::geteuid().is_root() => Reason::Busy {
+                path: path.into(),
+                why: "it is the filesystem's default subvolume (btrfs subvolume \
+                      get-default), or a btrfs send of it is running",
+            },
             Errno::EPERM | Errno::EACCES => Reason::Privilege {
                 what: "deleting a subvolume needs root (CAP_SYS_ADMIN), or a filesystem \
                        mounted with user_subvol_rm_allowed",
