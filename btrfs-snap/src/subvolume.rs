@@ -156,9 +156,16 @@ pub fn delete(path: &Path, explain: Explain) -> Result<(), Error> {
                 why: "it is the filesystem's default subvolume (btrfs subvolume \
                       get-default), or a btrfs send of it is running",
             },
-            Errno::EPERM | Errno::EACCES => Reason::Privilege {
+            Errno::EPERM => Reason::Privilege {
                 what: "deleting a subvolume needs root (CAP_SYS_ADMIN), or a filesystem \
                        mounted with user_subvol_rm_allowed",
+                call,
+                errno,
+            },
+            // On a user_subvol_rm_allowed mount, a user needs what rmdir(2) would need.
+            Errno::EACCES => Reason::Privilege {
+                what: "without root, deleting a subvolume needs write and search permission \
+                       on it and on its parent directory, as rmdir would",
                 call,
                 errno,
             },

@@ -695,6 +695,29 @@ fn unprivileged_users_can_show_and_list_and_are_told_what_needs_root() {
     }
     let err = fails(as_nobody(&["create", "mine"]));
     assert!(err.contains("EACCES"), "{err}");
+    // With user_subvol_rm_allowed, users delete their own subvolumes (by name through
+    // the parent: SNAP_DESTROY_V2 through the subvolume's own fd is root's way), and are
+    // told what they lack for the others.
+    ok(Command::new("mount")
+        .args(["-o", "remount,user_subvol_rm_allowed"])
+        .arg(fs.path())
+        .output()
+        .expect("remount"));
+    let open = fs.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    mode(&open, 0o777);
+    ok(snap(&[&"create", &open.join("roots")]));
+    ok(as_nobody(&["create", "open/mine"]));
+    let err = fails(as_nobody(&["delete", "open/mine", "open/roots"]));
+    assert!(
+        !open.join("mine").exists(),
+        "the user's own subvolume was not deleted"
+    );
+    assert!(is_subvolume(&open.join("roots")));
+    assert!(
+        err.contains("'open/roots'") && err.contains("as rmdir would"),
+        "{err}"
+    );
     // show needs no privilege (GET_SUBVOL_INFO), only the snapshot list does.
     let shown = ok(as_nobody(&["show", "rootsub"]));
     assert!(shown.contains("Name: \t\t\trootsub"), "{shown}");
