@@ -471,7 +471,24 @@ pub fn show(path: &Path, explain: Explain) -> Result<SubvolumeInfo, Error> {
     Ok(info)
 }
 
-/// The old-kernel way of [`show`]: the ROOT_ITEM and ROOT_BACKREF of the subvolume.
+/// [`show`] the way kernels before 4.18 need, from the subvolume's ROOT_ITEM and
+/// ROOT_BACKREF in the root tree (needs CAP_SYS_ADMIN); without the snapshot list. Public
+/// so the two ways can be checked against each other.
+pub fn show_from_root_tree(path: &Path, explain: Explain) -> Result<SubvolumeInfo, Error> {
+    let fail = |reason| Error {
+        op: Op::Show(path.to_owned()),
+        reason,
+    };
+    let fd = open_btrfs_dir(path).map_err(fail)?;
+    if !is_subvolume_root(fd.as_fd(), path).map_err(fail)? {
+        return Err(fail(Reason::NotSubvolume {
+            path: path.into(),
+            hint: "",
+        }));
+    }
+    show_from_tree(fd.as_fd(), path, explain).map_err(fail)
+}
+
 fn show_from_tree(fd: BorrowedFd, path: &Path, explain: Explain) -> Result<SubvolumeInfo, Reason> {
     let id = subvolume_id(fd, path, explain)?;
     let key = ioctl::SearchKey {
