@@ -26,47 +26,6 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// Panics when a file of the binary's crate (`src/**`, `Cargo.toml`) is newer than the binary.
-fn refuse_if_stale(name: &str, binary: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."));
-    // The tests crate's own binary (image-builder) lives in tests/; the tools in their folder.
-    let crate_dir = match workspace.join(name) {
-        dir if dir.join("Cargo.toml").is_file() => dir,
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-    };
-    let built = binary.metadata().and_then(|m| m.modified()).ok();
-    let newest =
-        newest_modification(&crate_dir.join("src")).max(modified(&crate_dir.join("Cargo.toml")));
-    if let (Some(built), Some(newest)) = (built, newest) {
-        if newest > built {
-            panic!(
-                "binary '{}' is older than the sources in {}: rebuild it \
-                 (cargo build --workspace --bins)",
-                binary.display(),
-                crate_dir.display()
-            );
-        }
-    }
-}
-
-/// The newest modification time of the files under `dir`, recursively.
-fn newest_modification(dir: &Path) -> Option<SystemTime> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries
-        .flatten()
-        .filter_map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => newest_modification(&entry.path()),
-            _ => modified(&entry.path()),
-        })
-        .max()
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    path.metadata().and_then(|m| m.modified()).ok()
-}
-
 /// `target/<profile>/`: the parent of the `deps/` directory holding the running test executable.
 pub fn profile_dir() -> PathBuf {
     let exe = match std::env::current_exe() {
@@ -81,4 +40,52 @@ pub fn profile_dir() -> PathBuf {
     } else {
         deps
     }
+}
+
+/// Panics when a source file of the binary (its crate's `src/**` except other binaries'
+/// `src/bin/*`, and `Cargo.toml`) is newer than the binary.
+fn refuse_if_stale(name: &str, binary: &Path) {
+    let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = tests_crate.parent().unwrap_or(Path::new("."));
+    // The tests crate's own binaries (image-builder) live in tests/; the tools in their folder.
+    let crate_dir = match workspace.join(name) {
+        dir if dir.join("Cargo.toml").is_file() => dir,
+        _ => tests_crate.to_path_buf(),
+    };
+    let other_bin = |path: &Path| {
+        path.parent().is_some_and(|p| p.ends_with("src/bin"))
+            && path.file_stem().is_some_and(|stem| stem != name)
+    };
+    let sources = newest_modification(&crate_dir.join("src"), &other_bin);
+    let newest = sources.max(modified(&crate_dir.join("Cargo.toml")));
+    let built = modified(binary);
+    if let (Some(built), Some(newest)) = (built, newest) {
+        if newest > built {
+            panic!(
+                "binary '{}' is older than the sources in {}: rebuild it \
+                 (cargo build --workspace --bins)",
+                binary.display(),
+                crate_dir.display()
+            );
+        }
+    }
+}
+
+/// The newest modification time of the files under `dir`, recursively, leaving out the
+/// paths `skip` accepts.
+fn newest_modification(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> Option<SystemTime> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| !skip(path))
+        .filter_map(|path| match path.is_dir() {
+            true => newest_modification(&path, skip),
+            false => modified(&path),
+        })
+        .max()
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
 }
