@@ -27,16 +27,17 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// `USER[:PASSWORD]` as `--creds` takes it.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (username, password) = text.split_once(':').unwrap_or((text, ""));
+    /// `USER:PASSWORD` as `--creds` takes it; `USER` alone gives `None`
+    /// for the password (to be asked for).
+    pub fn parse(text: &str) -> Option<(String, Option<String>)> {
+        let (username, password) = match text.split_once(':') {
+            Some((user, password)) => (user, Some(password.to_owned())),
+            None => (text, None),
+        };
         if username.is_empty() {
             return None;
         }
-        Some(Credentials {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        })
+        Some((username.to_owned(), password))
     }
 
     /// The value of an `Authorization: Basic ...` header.
@@ -47,6 +48,31 @@ impl Credentials {
             base64::engine::general_purpose::STANDARD.encode(pair)
         )
     }
+}
+
+/// Asks for a password on the terminal (`/dev/tty`), echo off, as skopeo
+/// does for `--creds USER` without one.
+pub fn prompt_password(username: &str) -> std::io::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead as _, Write as _};
+
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    (&tty).write_all(format!("Password for {username}: ").as_bytes())?;
+    tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).map_err(std::io::Error::from)?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    // Echo back on whatever happened.
+    let restored = tcsetattr(&tty, SetArg::TCSAFLUSH, &saved);
+    (&tty).write_all(b"\n")?;
+    read?;
+    restored.map_err(std::io::Error::from)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// A parsed `WWW-Authenticate` header.
@@ -244,12 +270,14 @@ mod tests {
 
     #[test]
     fn credentials_and_tokens() {
-        let c = Credentials::parse("user:pa:ss").unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("user", "pa:ss")
-        );
+        let (username, password) = Credentials::parse("user:pa:ss").unwrap();
+        assert_eq!(password.as_deref(), Some("pa:ss"));
+        let c = Credentials {
+            username,
+            password: password.unwrap(),
+        };
         assert_eq!(c.basic_header(), "Basic dXNlcjpwYTpzcw==");
+        assert_eq!(Credentials::parse("user"), Some(("user".to_owned(), None)));
         assert!(Credentials::parse(":pw").is_none());
         assert_eq!(parse_token(br#"{"token":"abc"}"#).as_deref(), Some("abc"));
         assert_eq!(

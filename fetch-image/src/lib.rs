@@ -78,6 +78,12 @@ pub enum Error {
     Platform(#[from] platform::PlatformError),
     #[error("invalid --creds: expected USER[:PASSWORD]")]
     Creds,
+    #[error("--creds gave no password for '{username}' and none could be asked for on a terminal")]
+    Prompt {
+        username: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     AuthFile(#[from] authfile::AuthFileError),
     #[error(transparent)]
@@ -280,7 +286,15 @@ fn credentials(
         return Ok(None);
     }
     if let Some(text) = &options.creds {
-        return Credentials::parse(text).map(Some).ok_or(Error::Creds);
+        let (username, password) = Credentials::parse(text).ok_or(Error::Creds)?;
+        let password = match password {
+            Some(password) => password,
+            None => auth::prompt_password(&username).map_err(|source| Error::Prompt {
+                username: username.clone(),
+                source,
+            })?,
+        };
+        return Ok(Some(Credentials { username, password }));
     }
     let files = match &options.authfile {
         Some(path) => vec![path.clone()],

@@ -1385,3 +1385,57 @@ fn explain_prints_requests_and_curl_commands() {
         "stdout is the digest only"
     );
 }
+
+#[test]
+fn token_auth_over_tls_like_docker_hub() {
+    if !have_registry("token_auth_over_tls_like_docker_hub") {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig {
+        auth: Auth::Token {
+            user: "dave".into(),
+            password: "pw".into(),
+        },
+        tls: true,
+    });
+    registry.set_anonymous_pull(true);
+    small_image("hub")
+        .push(&registry, "library/hub", "latest")
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ca_dir = registry.ca_dir().unwrap().to_str().unwrap().to_owned();
+    let source = format!("docker://{}/library/hub", registry.host());
+
+    let anonymous = work.path().join("anonymous");
+    pull(
+        work.path(),
+        &source,
+        &anonymous,
+        "latest",
+        &["--cert-dir", &ca_dir],
+    );
+    assert_layout_valid(&anonymous);
+    let with_creds = work.path().join("with-creds");
+    let before = registry.token_requests();
+    pull(
+        work.path(),
+        &source,
+        &with_creds,
+        "latest",
+        &["--cert-dir", &ca_dir, "--creds", "dave:pw"],
+    );
+    assert_eq!(
+        registry.token_requests() - before,
+        1,
+        "one token for the whole pull"
+    );
+    let output = run(fetch_image(work.path())
+        .args(["--cert-dir", &ca_dir, "--creds", "dave:wrong", &source])
+        .arg(work.path().join("wrong")));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("credentials for 'dave' were refused"),
+        "{}",
+        stderr(&output)
+    );
+}
