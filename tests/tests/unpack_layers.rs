@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use sha2::{Digest, Sha256};
 use tests::bins::bin;
 use tests::busybox::busybox_image;
-use tests::image::{Blob, Compression, ImageBuilder, Layer, MediaTypes};
+use tests::image::{bomb_blob, flood_blob, Blob, Compression, ImageBuilder, Layer, MediaTypes};
 use tests::prereq::{require_commands, require_root};
 
 // ---------------------------------------------------------------------------------------------
@@ -1199,47 +1199,22 @@ fn gzip_bomb_stops_at_max_size() {
     if !require_root("gzip_bomb_stops_at_max_size") {
         return;
     }
+    // 20 GiB of zeros in about 20 MiB of gzip.
+    let blob = bomb_blob("zeros", 20 << 30, Compression::Gzip, MediaTypes::Oci);
     let s = Scratch::new();
-    let layer = Layer::new().file("zeros", vec![0u8; 40 << 20], 0o644);
-    s.write_image(&ImageBuilder::new().layer(layer, Compression::Gzip).build());
-    let out = s.unpack(&["--max-size", "16M"]);
-    assert_refused(&s, &out, "exceeds --max-size 16777216 bytes");
+    s.write_image(&ImageBuilder::new().layer_blob(blob).build());
+    let out = s.unpack(&["--max-size", "64M"]);
+    assert_refused(&s, &out, "exceeds --max-size 67108864 bytes");
     s.assert_contained();
 }
 
 #[test]
-fn zstd_bomb_stops_at_max_ratio() {
-    if !require_root("zstd_bomb_stops_at_max_ratio") {
+fn zstd_bomb_stops_at_the_default_max_ratio() {
+    if !require_root("zstd_bomb_stops_at_the_default_max_ratio") {
         return;
     }
-    // 1.1 GiB of zeros, streamed into the compressor (never held in memory).
-    let mut tar = Vec::new();
-    let mut header = tar::Header::new_ustar();
-    let size: u64 = (1 << 30) + (100 << 20);
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_path("zeros").unwrap();
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_cksum();
-    tar.extend_from_slice(header.as_bytes());
-    let mut encoder = zstd::Encoder::new(Vec::new(), 3).unwrap();
-    std::io::Write::write_all(&mut encoder, &tar).unwrap();
-    let chunk = vec![0u8; 1 << 20];
-    for _ in 0..(size >> 20) {
-        std::io::Write::write_all(&mut encoder, &chunk).unwrap();
-    }
-    std::io::Write::write_all(&mut encoder, &[0u8; 1024]).unwrap();
-    let data = encoder.finish().unwrap();
-    let blob = Blob {
-        digest: tests::image::sha256_digest(&data),
-        media_type: MediaTypes::Oci.layer(Compression::Zstd).to_owned(),
-        data,
-        // Never reached: the ratio bound stops the layer first.
-        diff_id: tests::image::sha256_digest(b"not checked"),
-    };
+    // 40 GiB of zeros in a few KiB: stopped once past 1 GiB, with the default bounds.
+    let blob = bomb_blob("zeros", 40 << 30, Compression::Zstd, MediaTypes::Oci);
     s_write_blob_image(blob, |s, out| {
         assert_refused(s, out, "inflates more than --max-ratio 200 times");
     });
@@ -1258,14 +1233,11 @@ fn entry_flood_stops_at_max_entries() {
     if !require_root("entry_flood_stops_at_max_entries") {
         return;
     }
-    let mut layer = Layer::new();
-    for i in 0..2000 {
-        layer = layer.file(format!("f{i}"), "", 0o644);
-    }
+    let blob = flood_blob("f", 2_000_000, Compression::Gzip, MediaTypes::Oci);
     let s = Scratch::new();
-    s.write_image(&ImageBuilder::new().layer(layer, Compression::Gzip).build());
-    let out = s.unpack(&["--max-entries", "1000"]);
-    assert_refused(&s, &out, "more than --max-entries 1000");
+    s.write_image(&ImageBuilder::new().layer_blob(blob).build());
+    let out = s.unpack(&["--max-entries", "5000"]);
+    assert_refused(&s, &out, "more than --max-entries 5000");
 }
 
 #[test]

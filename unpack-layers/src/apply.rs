@@ -804,14 +804,13 @@ fn copy(data: &mut impl Read, file: &mut File, buf: &mut [u8]) -> Result<(), Ent
 
 fn read_meta(entry: &mut tar::Entry<'_, impl Read>) -> Result<Meta, EntryError> {
     let header = entry.header();
-    let mode = header.mode().map_err(EntryError::Header)? & 0o7777;
+    let raw = header.as_old();
+    let mode = numeric(header.mode().map(u64::from), &raw.mode)? as u32 & 0o7777;
     // PAX uid/gid records are already folded into the header by the tar crate.
-    let uid = id(header.uid().map_err(EntryError::Header)?)?;
-    let gid = id(header.gid().map_err(EntryError::Header)?)?;
-    let mut mtime = TimeSpec::new(
-        i64::try_from(header.mtime().map_err(EntryError::Header)?).unwrap_or(i64::MAX),
-        0,
-    );
+    let uid = id(numeric(header.uid(), &raw.uid)?)?;
+    let gid = id(numeric(header.gid(), &raw.gid)?)?;
+    let mtime = numeric(header.mtime(), &raw.mtime)?;
+    let mut mtime = TimeSpec::new(i64::try_from(mtime).unwrap_or(i64::MAX), 0);
     let mut xattrs = Vec::new();
     if let Some(extensions) = entry.pax_extensions().map_err(EntryError::Header)? {
         for ext in extensions {
@@ -840,6 +839,16 @@ fn read_meta(entry: &mut tar::Entry<'_, impl Read>) -> Result<Meta, EntryError> 
         mtime,
         xattrs,
     })
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) reads as 0, as Go's
+/// archive/tar (and so umoci, containerd, docker) reads it.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, EntryError> {
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(EntryError::Header(e)),
+    }
 }
 
 fn id(value: u64) -> Result<u32, EntryError> {
