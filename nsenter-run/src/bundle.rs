@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::caps::{self, CapSets};
+use crate::cgroup::{cpu_quota, parse_size, Limits};
 use crate::explain::Explain;
 use crate::mounts::{self, MountPlan};
 use crate::rootfs::{DEFAULT_MASKED, DEFAULT_READONLY};
 use crate::user::UserSpec;
+use crate::veth::VethPlan;
 use crate::{Container, Error, NetMode, Options, DEFAULT_PATH};
 
 /// Read `DIR/config.json`.
@@ -214,7 +216,7 @@ pub fn resolve(options: &Options, explain: Explain) -> Result<Container, Error> 
 
     let host_network = match options.net {
         Some(NetMode::Host) => true,
-        Some(NetMode::None) => false,
+        Some(NetMode::None) | Some(NetMode::Veth) => false,
         None => match linux.and_then(|l| l.namespaces().as_ref()) {
             Some(ns) if spec.is_some() => {
                 !ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network)
@@ -230,7 +232,61 @@ pub fn resolve(options: &Options, explain: Explain) -> Result<Container, Error> 
         .map(|r| (r.typ().to_string(), r.soft(), r.hard()))
         .collect();
 
+    let veth = match (options.net, &options.ip) {
+        (Some(NetMode::Veth), Some(ip)) => Some(
+            VethPlan::new(ip, options.host_ip.as_deref(), options.bridge.as_deref())
+                .map_err(Error::Invalid)?,
+        ),
+        (Some(NetMode::Veth), None) => {
+            return Err(Error::Invalid(
+                "--net veth needs --ip CIDR (eth0's address, like 10.200.0.2/24)".to_string(),
+            ))
+        }
+        (_, Some(_)) => return Err(Error::Invalid("--ip needs --net veth".to_string())),
+        _ if options.host_ip.is_some() || options.bridge.is_some() => {
+            return Err(Error::Invalid(
+                "--host-ip and --bridge need --net veth".to_string(),
+            ))
+        }
+        _ => None,
+    };
+
+    let limits = Limits {
+        memory: options
+            .memory
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("--memory {e}")))?,
+        pids: options
+            .pids
+            .as_deref()
+            .map(|p| {
+                p.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--pids '{p}': a number of tasks, at least 1"))
+            })
+            .transpose()
+            .map_err(Error::Invalid)?,
+        cpus: options
+            .cpus
+            .as_deref()
+            .map(|c| {
+                let n: f64 = c
+                    .parse()
+                    .map_err(|_| format!("--cpus '{c}': a number of CPUs, like 0.5"))?;
+                cpu_quota(n).map(|_| n)
+            })
+            .transpose()
+            .map_err(Error::Invalid)?,
+    };
+
     Ok(Container {
+        veth,
+        limits,
+        init: options.init,
+        pid_file: options.pid_file.clone(),
         rootfs,
         args,
         env,

@@ -13,19 +13,30 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Gid, Pid, Uid};
 
+use crate::cgroup::Cgroup;
 use crate::explain::Explain;
 use crate::user::{self, Identity};
-use crate::{caps, exec, namespaces, rootfs, signals, Container, Error};
+use crate::veth::{self, Veth};
+use crate::{caps, exec, init, namespaces, rootfs, signals, Container, Error};
 
-/// Start the container and wait for it: returns the command's exit status
-/// (128+N for signal N).
-pub fn run(container: &Container, explain: Explain) -> Result<i32, Error> {
+/// How the container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The command's status: its exit code, or 128+N for signal N.
+    pub code: i32,
+    /// A one-line remark for stderr (the OOM killer struck).
+    pub note: Option<String>,
+}
+
+/// Start the container and wait for it.
+pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     let flags = namespaces::clone_flags(container.host_network);
     let old_mask = signals::block()?;
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
@@ -43,7 +54,7 @@ pub fn run(container: &Container, explain: Explain) -> Result<i32, Error> {
         None => {
             drop(go_w);
             drop(err_r);
-            let code = child_main(container, go_r, err_w, &old_mask, explain);
+            let code = child_main(go_r, err_w, || setup(container, &old_mask, explain));
             // SAFETY: _exit ends the child without running the parent's
             // destructors or atexit handlers twice.
             unsafe { libc::_exit(code) }
@@ -52,16 +63,68 @@ pub fn run(container: &Container, explain: Explain) -> Result<i32, Error> {
     drop(go_r);
     drop(err_w);
 
-    // Setup from outside the container goes here, while the child waits.
-    let go = std::fs::File::from(go_w).write_all(b"g");
-    let mut report = Vec::new();
-    let read = std::fs::File::from(err_r).read_to_end(&mut report);
-    if go.is_err() || read.is_err() || !report.is_empty() {
-        let _ = waitpid(child.pid, None);
-        terminal.restore();
-        return Err(parse_report(&report));
-    }
+    // From outside, while the child waits: its cgroup, its network cable.
+    let outside = (|| -> Result<(Option<Cgroup>, Option<Veth>), Error> {
+        let cgroup = if container.limits.is_empty() {
+            None
+        } else {
+            let cgroup = Cgroup::create(
+                &container.limits,
+                &format!("nsenter-run-{}", child.pid),
+                explain,
+            )?;
+            cgroup.join(child.pid.as_raw())?;
+            Some(cgroup)
+        };
+        let veth = match &container.veth {
+            Some(plan) => Some(veth::setup(plan, child.pid.as_raw(), explain)?),
+            None => None,
+        };
+        Ok((cgroup, veth))
+    })();
+    let (cgroup, veth) = match outside {
+        Ok(done) => done,
+        Err(err) => {
+            let _ = signals::send(child.pidfd.as_fd(), Signal::SIGKILL);
+            let _ = waitpid(child.pid, None);
+            terminal.restore();
+            return Err(err);
+        }
+    };
 
+    let status = release_and_wait(&child, go_w, err_r, container.pid_file.as_deref(), explain);
+    terminal.restore();
+    let status = status?;
+    let oom = cgroup.as_ref().map_or(0, Cgroup::oom_kills);
+    drop(veth);
+    drop(cgroup);
+    let note = (oom > 0 && status == 137).then(|| {
+        "the container was killed by the kernel's OOM killer: it went over its --memory limit"
+            .to_string()
+    });
+    Ok(Exit { code: status, note })
+}
+
+/// Write the go byte, wait for the setup report (EOF: the command runs), write
+/// the pid file, then relay signals until the child exits.
+pub(crate) fn release_and_wait(
+    child: &namespaces::Child,
+    go: OwnedFd,
+    report: OwnedFd,
+    pid_file: Option<&Path>,
+    explain: Explain,
+) -> Result<i32, Error> {
+    let go = std::fs::File::from(go).write_all(b"g");
+    let mut text = Vec::new();
+    let read = std::fs::File::from(report).read_to_end(&mut text);
+    if go.is_err() || read.is_err() || !text.is_empty() {
+        let _ = waitpid(child.pid, None);
+        return Err(parse_report(&text));
+    }
+    let _pid_file = match pid_file {
+        Some(path) => Some(PidFile::write(path, child.pid, explain)?),
+        None => None,
+    };
     let status = signals::forward_until_exit(child.pid, child.pidfd.as_fd(), |sig| {
         explain.call(
             format!("pidfd_send_signal(pidfd of {}, {sig})", child.pid),
@@ -72,17 +135,43 @@ pub fn run(container: &Container, explain: Explain) -> Result<i32, Error> {
             ),
         );
     })?;
-    terminal.restore();
     Ok(signals::exit_code(status).unwrap_or(crate::EXIT_OWN_FAILURE))
 }
 
+/// `--pid-file`: the container's PID as the host sees it, written whole
+/// (a temporary file renamed over), removed when the container is gone.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &Path, pid: Pid, explain: Explain) -> Result<PidFile, Error> {
+        explain.call(
+            format!("write({path:?}, \"{pid}\")"),
+            format!("echo {pid} > {}", path.display()),
+        );
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let failed = |source| Error::Path {
+            what: "cannot write the pid file",
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::write(&tmp, format!("{pid}\n")).map_err(failed)?;
+        std::fs::rename(&tmp, path).map_err(failed)?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The child's side: wait for the go byte, set up, exec; report any failure.
-fn child_main(
-    container: &Container,
+pub(crate) fn child_main(
     go: OwnedFd,
     report: OwnedFd,
-    mask: &SigSet,
-    explain: Explain,
+    setup: impl FnOnce() -> Result<Infallible, Error>,
 ) -> i32 {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut byte = [0u8; 1];
@@ -91,7 +180,7 @@ fn child_main(
             // The parent is gone or failed: nothing to report to.
             _ => return Err(Error::Invalid("the parent process went away".to_string())),
         }
-        setup(container, mask, explain)
+        setup()
     }));
     let err = match result {
         Ok(Err(err)) => err,
@@ -124,6 +213,8 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
     };
     pdeathsig()?;
 
+    // After the parent has put us in our cgroup: that cgroup becomes our `/`.
+    namespaces::unshare_cgroup(explain)?;
     rootfs::make_rslave(explain)?;
     let root = rootfs::bind_rootfs(&c.rootfs, explain)?;
     for plan in &c.mounts {
@@ -144,7 +235,21 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
     if c.readonly {
         rootfs::make_root_readonly(explain)?;
     }
+    exec_hardened(c, mask, explain)
+}
 
+/// From inside the root to the command: user, limits, capabilities, cwd,
+/// no_new_privs, fds, then execve (through a minimal init with `--init`).
+/// Shared by a launch and `--enter`.
+pub(crate) fn exec_hardened(
+    c: &Container,
+    mask: &SigSet,
+    explain: Explain,
+) -> Result<Infallible, Error> {
+    let pdeathsig = || {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e))
+    };
     let id = identity(c)?;
     let mut env = c.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -178,6 +283,9 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
     }
     exec::close_fds_on_exec(explain)?;
     pdeathsig()?;
+    if c.init {
+        init::fork_command(explain)?;
+    }
     signals::restore(mask)?;
 
     let args: Vec<CString> = c

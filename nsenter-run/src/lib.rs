@@ -16,14 +16,18 @@
 //! (runtime-spec mounts), [`devices`] (mknod(2)), [`caps`] (capabilities(7)),
 //! [`user`] (the rootfs' own passwd(5)), [`exec`] (execve(2), close_range(2)),
 //! [`signals`] (pid_namespaces(7)), [`selfexe`] (CVE-2019-5736, memfd_create(2)),
-//! [`bundle`] (runtime-spec config.json), [`explain`] (`--explain`).
+//! [`bundle`] (runtime-spec config.json), [`explain`] (`--explain`),
+//! [`cgroup`] (cgroups(7), v1 and v2), [`veth`] (rtnetlink(7)), [`init`]
+//! (a minimal PID 1), [`enter`] (setns(2), like `docker exec`).
 
 pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod devices;
+pub mod enter;
 pub mod exec;
 pub mod explain;
+pub mod init;
 mod launch;
 pub mod mounts;
 pub mod namespaces;
@@ -31,6 +35,7 @@ pub mod rootfs;
 pub mod selfexe;
 pub mod signals;
 pub mod user;
+pub mod veth;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,7 +43,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 
 pub use explain::Explain;
-pub use launch::run;
+pub use launch::{run, Exit};
 
 /// PATH when the image or bundle sets none (the one runc and docker use).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -53,6 +58,8 @@ pub enum NetMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace joined to the host by a veth pair.
+    Veth,
 }
 
 /// What the command line asked for; [`bundle::resolve`] turns it into a [`Container`].
@@ -68,6 +75,16 @@ pub struct Options {
     pub readonly: bool,
     pub privileged: bool,
     pub command: Vec<OsString>,
+    /// `--ip`, `--host-ip`, `--bridge` (with `--net veth`).
+    pub ip: Option<String>,
+    pub host_ip: Option<String>,
+    pub bridge: Option<String>,
+    /// `--memory`, `--pids`, `--cpus`, as typed.
+    pub memory: Option<String>,
+    pub pids: Option<String>,
+    pub cpus: Option<String>,
+    pub init: bool,
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Everything needed to start one container, resolved and checked.
@@ -94,6 +111,12 @@ pub struct Container {
     /// `RLIMIT_NOFILE`-style names with soft and hard values.
     pub rlimits: Vec<(String, u64, u64)>,
     pub umask: Option<u32>,
+    /// `--net veth`.
+    pub veth: Option<veth::VethPlan>,
+    pub limits: cgroup::Limits,
+    /// A minimal init as PID 1 (`--init`).
+    pub init: bool,
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

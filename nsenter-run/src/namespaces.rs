@@ -18,15 +18,16 @@ use nix::unistd::Pid;
 
 use crate::Error;
 
-/// The namespaces a container gets: all but user and time (user namespaces
-/// would need id maps; see `user_namespaces(7)`). `host_network` keeps the
-/// host's network namespace (`--net host`).
+/// The namespaces a container is cloned into: all but user and time (user
+/// namespaces would need id maps; see `user_namespaces(7)`), and cgroup, which
+/// the child unshares itself once the parent has moved it into its cgroup, so
+/// that its cgroup shows as `/` inside (cgroup_namespaces(7)).
+/// `host_network` keeps the host's network namespace (`--net host`).
 pub fn clone_flags(host_network: bool) -> CloneFlags {
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWCGROUP;
+        | CloneFlags::CLONE_NEWPID;
     if !host_network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -135,6 +136,13 @@ pub unsafe fn clone_into(flags: CloneFlags) -> Result<Option<Child>, Error> {
     }))
 }
 
+/// `unshare --cgroup`: from now on the current cgroup is this process' `/`.
+pub fn unshare_cgroup(explain: crate::explain::Explain) -> Result<(), Error> {
+    explain.call("unshare(CLONE_NEWCGROUP)", "unshare --cgroup");
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))
+}
+
 /// `ip link set lo up`: a new network namespace starts with `lo` down
 /// (network_namespaces(7)); SIOCSIFFLAGS on any socket in it raises it.
 pub fn loopback_up(explain: crate::explain::Explain) -> Result<(), Error> {
@@ -173,11 +181,11 @@ mod tests {
     fn the_classic_command_names_every_namespace() {
         assert_eq!(
             unshare_command(clone_flags(false)),
-            "unshare --mount --uts --ipc --net --pid --cgroup --fork"
+            "unshare --mount --uts --ipc --net --pid --fork"
         );
         assert_eq!(
             unshare_command(clone_flags(true)),
-            "unshare --mount --uts --ipc --pid --cgroup --fork"
+            "unshare --mount --uts --ipc --pid --fork"
         );
     }
 
