@@ -347,7 +347,16 @@ fn resolve_manifest(
             Document::Manifest { manifest, docker } => return Ok((*manifest, bytes, docker)),
             Document::Index(index) => index,
         };
-        let entry = platform::select_platform(index.manifests(), platform).ok_or_else(|| {
+        // This platform's manifest; else a nested index that names no
+        // platform (image-spec allows indexes of indexes), followed only so
+        // deep.
+        let entry = platform::select_platform(index.manifests(), platform).or_else(|| {
+            index
+                .manifests()
+                .iter()
+                .find(|d| d.platform().is_none() && manifest::is_index_type(d.media_type()))
+        });
+        let entry = entry.ok_or_else(|| {
             let mut available: Vec<String> = index
                 .manifests()
                 .iter()

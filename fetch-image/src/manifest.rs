@@ -163,6 +163,12 @@ pub fn is_manifest_type(media_type: &MediaType) -> bool {
         || matches!(media_type, MediaType::Other(m) if m == DOCKER_MANIFEST || m == DOCKER_LIST)
 }
 
+/// Whether an index entry is itself an index.
+pub fn is_index_type(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageIndex)
+        || matches!(media_type, MediaType::Other(m) if m == DOCKER_LIST)
+}
+
 /// Docker schema2 -> OCI: the same descriptors under OCI media types, as
 /// containers/image does (`manifest/docker_schema2.go`). The config blob
 /// itself is kept byte for byte, so its digest (the image ID) is unchanged.

@@ -1439,3 +1439,159 @@ fn token_auth_over_tls_like_docker_hub() {
         stderr(&output)
     );
 }
+
+#[test]
+fn follows_nested_indexes_only_so_deep() {
+    if !have_registry("follows_nested_indexes_only_so_deep") {
+        return;
+    }
+    let registry = anonymous();
+    let image = small_image("nested");
+    let inner = IndexBuilder::new().image(image.clone()).build();
+    IndexBuilder::new()
+        .index(inner)
+        .build()
+        .push(&registry, "nested", "two")
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let digest = pull(
+        work.path(),
+        &format!("{}/nested:two", registry.host()),
+        &layout,
+        "two",
+        &[],
+    );
+    assert_eq!(digest, image.manifest_digest);
+    assert_layout_valid(&layout);
+
+    let mut chain = IndexBuilder::new().image(image).build();
+    for _ in 0..20 {
+        chain = IndexBuilder::new().index(chain).build();
+    }
+    chain.push(&registry, "nested", "deep").unwrap();
+    let before = snapshot(&layout);
+    let manifest_gets = count(&registry.log(), "\"GET /v2/nested/manifests/");
+    let output = run(fetch_image(work.path())
+        .arg(format!("{}/nested:deep", registry.host()))
+        .arg(format!("oci:{}:deep", layout.display())));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("nests indexes more than 4 deep"),
+        "{}",
+        stderr(&output)
+    );
+    assert_unchanged(&layout, &before);
+    let followed = count(&registry.log(), "\"GET /v2/nested/manifests/") - manifest_gets;
+    assert!(
+        followed <= 6,
+        "{followed} manifest requests for a 21-deep chain"
+    );
+}
+
+#[test]
+fn richer_images_match_skopeo_and_unpack_with_umoci() {
+    if !have_registry("richer_images_match_skopeo_and_unpack_with_umoci")
+        || !prereq::require_commands(
+            "richer_images_match_skopeo_and_unpack_with_umoci",
+            &["skopeo", "umoci"],
+        )
+    {
+        return;
+    }
+    let registry = anonymous();
+    let image = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .dir("usr", 0o755)
+                .dir("usr/bin", 0o755)
+                .file("usr/bin/tool", b"#!/bin/sh\necho hi\n", 0o755)
+                .symlink("usr/bin/alias", "tool")
+                .hardlink("usr/bin/again", "usr/bin/tool"),
+            Compression::Gzip,
+        )
+        .layer(
+            Layer::new()
+                .dir("etc", 0o755)
+                .file("etc/conf", b"a=1\n", 0o600),
+            Compression::Gzip,
+        )
+        .layer(
+            Layer::new()
+                .whiteout("usr/bin/alias")
+                .file("etc/conf", b"a=2\n", 0o644),
+            Compression::Gzip,
+        )
+        .entrypoint(["/usr/bin/tool"])
+        .env("A=b&c")
+        .working_dir("/etc")
+        .label("org.example.rich", "yes")
+        .build();
+    image.push(&registry, "rich/app", "1").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ours = work.path().join("ours");
+    let theirs = work.path().join("theirs");
+    let source = format!("docker://{}/rich/app:1", registry.host());
+
+    let digest = pull(work.path(), &source, &ours, "1", &["-j", "3"]);
+    assert_eq!(digest, image.manifest_digest);
+    assert_layout_valid(&ours);
+    let status = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", &source])
+        .arg(format!("oci:{}:1", theirs.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(blob_names(&ours), blob_names(&theirs));
+    assert_eq!(
+        std::fs::read(ours.join("index.json")).unwrap(),
+        std::fs::read(theirs.join("index.json")).unwrap(),
+        "index.json byte for byte as skopeo writes it"
+    );
+
+    let bundle = work.path().join("bundle");
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:1", ours.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/etc/conf")).unwrap(),
+        b"a=2\n"
+    );
+    assert!(!bundle.join("rootfs/usr/bin/alias").exists());
+
+    // zstd and uncompressed layers are kept as served (skopeo gzips the uncompressed one,
+    // which changes its digest and the manifest's; Debian's umoci reads no zstd): the
+    // manifest digest stays the source's.
+    let plain = ImageBuilder::new()
+        .layer(
+            Layer::new().file("zstd", b"zstd compressed", 0o644),
+            Compression::Zstd,
+        )
+        .layer(
+            Layer::new().file("plain", b"not compressed", 0o644),
+            Compression::None,
+        )
+        .build();
+    plain.push(&registry, "rich/plain", "1").unwrap();
+    let layout = work.path().join("plain");
+    let digest = pull(
+        work.path(),
+        &format!("{}/rich/plain:1", registry.host()),
+        &layout,
+        "1",
+        &[],
+    );
+    assert_eq!(digest, plain.manifest_digest);
+    for layer in &plain.layers {
+        assert!(blob_names(&layout).contains(&layer.digest[7..]));
+    }
+    assert_layout_valid(&layout);
+}
