@@ -549,6 +549,16 @@ fn registry_token_flow_like_docker_hub() {
         request.send().unwrap()
     };
     assert_eq!(get_token(Some((&user, "wrong"))).status().as_u16(), 401);
+    let other_service = format!("{realm}?service=elsewhere&scope={scope}");
+    let response = registry
+        .client()
+        .get(other_service)
+        .basic_auth(&user, Some(&password));
+    assert_eq!(
+        response.send().unwrap().status().as_u16(),
+        400,
+        "a token for another service"
+    );
     let body: serde_json::Value =
         serde_json::from_str(&get_token(Some((&user, &password))).text().unwrap()).unwrap();
     assert_eq!(body["expires_in"], 300);

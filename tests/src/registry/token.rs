@@ -191,7 +191,12 @@ fn handle(mut stream: impl Read + Write, authority: &Authority) -> std::io::Resu
     if let Ok(mut log) = authority.log.lock() {
         log.push(format!("token: GET {target} -> {status}\n"));
     }
-    let reason = if status == 200 { "OK" } else { "Unauthorized" };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        _ => "Internal Server Error",
+    };
     write!(
         stream,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
