@@ -838,6 +838,47 @@ struct Proxy {
 
 impl Proxy {
     fn start(rule: Box<Rule>) -> Proxy {
+        Self::start_with(rule, None)
+    }
+
+    /// The same over https, with a self-signed certificate (fetch with --tls-verify=false).
+    fn start_tls(rule: Box<Rule>) -> (Proxy, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl req");
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = vec![CertificateDer::from_pem_file(&cert).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        (Self::start_with(rule, Some(Arc::new(config))), dir)
+    }
+
+    fn start_with(rule: Box<Rule>, tls: Option<Arc<rustls::ServerConfig>>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -850,8 +891,12 @@ impl Proxy {
                 let rule = Arc::clone(&rule);
                 let log = Arc::clone(&log);
                 let counter = Arc::clone(&counter);
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &*rule, &log, &counter);
+                    let _ = match tls {
+                        None => serve(stream, &*rule, &log, &counter),
+                        Some(config) => serve_tls(stream, config, &*rule, &log, &counter),
+                    };
                 });
             }
         });
@@ -869,23 +914,54 @@ fn serve(
     log: &Mutex<Vec<Seen>>,
     counter: &AtomicUsize,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header)?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
+    exchange(&mut stream, rule, log, counter)?;
+    // Drain anything left so the close is clean, then drop (closes).
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    Ok(())
+}
+
+fn serve_tls(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    rule: &Rule,
+    log: &Mutex<Vec<Seen>>,
+    counter: &AtomicUsize,
+) -> std::io::Result<()> {
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    exchange(&mut tls, rule, log, counter)?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
+/// Reads one GET (no body), asks `rule`, writes the reply.
+fn exchange(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    rule: &Rule,
+    log: &Mutex<Vec<Seen>>,
+    counter: &AtomicUsize,
+) -> std::io::Result<()> {
+    let seen = {
+        let mut reader = BufReader::new(&mut *stream);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header)?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
         }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let seen = Seen { path, headers };
+        Seen { path, headers }
+    };
     log.lock().unwrap().push(seen.clone());
     let n = counter.fetch_add(1, Ordering::SeqCst);
     let reply = rule(&seen, n);
@@ -899,12 +975,7 @@ fn serve(
     ));
     stream.write_all(head.as_bytes())?;
     stream.write_all(&reply.body)?;
-    stream.flush()?;
-    // Drain anything left so the close is clean, then drop (closes).
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut rest = Vec::new();
-    let _ = reader.read_to_end(&mut rest);
-    Ok(())
+    stream.flush()
 }
 
 fn is_blob(seen: &Seen, digest: &str) -> bool {
@@ -1594,4 +1665,87 @@ fn richer_images_match_skopeo_and_unpack_with_umoci() {
         assert!(blob_names(&layout).contains(&layer.digest[7..]));
     }
     assert_layout_valid(&layout);
+}
+
+#[test]
+fn fault_redirect_from_https_to_http_is_refused() {
+    if !have_registry("fault_redirect_from_https_to_http_is_refused") {
+        return;
+    }
+    let registry = anonymous();
+    let image = small_image("downgrade");
+    image.push(&registry, "faulty", "v1").unwrap();
+    let base = registry.base_url();
+    let plain = Proxy::start(Box::new({
+        let base = base.clone();
+        move |seen, _| upstream(&base, seen)
+    }));
+    let plain_host = plain.host.clone();
+    let (front, _cert) = Proxy::start_tls(Box::new(move |seen, _| {
+        if seen.path.contains("/blobs/") {
+            return Reply {
+                status: 302,
+                headers: vec![(
+                    "Location".into(),
+                    format!("http://{plain_host}{}", seen.path),
+                )],
+                body: Vec::new(),
+                declared: None,
+            };
+        }
+        upstream(&base, seen)
+    }));
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    small_image("bystander")
+        .write_oci_layout(&layout, "bystander")
+        .unwrap();
+    let before = snapshot(&layout);
+    let output = run(fetch_image(work.path())
+        .args(["--tls-verify=false", &format!("{}/faulty:v1", front.host)])
+        .arg(format!("oci:{}:v1", layout.display())));
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("https must not be downgraded to plain http"),
+        "{err}"
+    );
+    assert!(
+        front.seen().iter().any(|s| s.path.contains("/blobs/")),
+        "went over https"
+    );
+    assert!(plain.seen().is_empty(), "nothing sent over plain http");
+    assert_unchanged(&layout, &before);
+}
+
+#[test]
+fn fault_odd_token_realms_are_refused() {
+    if !have_registry("fault_odd_token_realms_are_refused") {
+        return;
+    }
+    for realm in [
+        "https://169.254.169.254/latest/meta-data",
+        "file:///etc/shadow",
+        "http://[fe80::1]/token",
+    ] {
+        let challenge = format!(r#"Bearer realm="{realm}",service="x""#);
+        let faulty = Faulty::new(move |seen, _, base, _| {
+            if seen.header("Authorization").is_none() {
+                return Reply {
+                    status: 401,
+                    headers: vec![("WWW-Authenticate".into(), challenge.clone())],
+                    body: Vec::new(),
+                    declared: None,
+                };
+            }
+            upstream(base, seen)
+        });
+        let before = faulty.seed_layout();
+        assert_fails_cleanly(&faulty, &before, "refusing token realm");
+        assert_eq!(
+            faulty.proxy.seen().len(),
+            1,
+            "only the ping, no token request"
+        );
+    }
 }
