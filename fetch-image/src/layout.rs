@@ -108,6 +108,14 @@ impl Layout {
         fs::symlink_metadata(self.blob_path(hex)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// Bytes an unprivileged writer may still put on DIR's filesystem
+    /// (statvfs(3): `f_bavail * f_frsize`).
+    pub fn free_bytes(&self) -> Result<u64, LayoutError> {
+        let stat = nix::sys::statvfs::statvfs(&self.dir)
+            .map_err(|errno| io("statvfs", &self.dir)(errno.into()))?;
+        Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+    }
+
     /// A temporary file in DIR (same filesystem as `blobs/`, so the final
     /// rename is atomic); deleted on drop unless committed.
     pub fn temp_file(&self) -> Result<NamedTempFile, LayoutError> {

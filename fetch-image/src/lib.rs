@@ -137,6 +137,12 @@ pub enum Error {
     Digest(#[from] digest::DigestError),
     #[error(transparent)]
     Layout(#[from] layout::LayoutError),
+    #[error("not enough space in '{}': the image needs {needed} bytes, {available} are free", dir.display())]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// Another download failed first; this one stopped.
     #[error("aborted")]
     Aborted,
@@ -223,7 +229,13 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
         &reporter,
     )?;
 
-    let (manifest, bytes, docker) = resolve_manifest(&registry, &reference, &platform, &reporter)?;
+    let (manifest, bytes, docker) = resolve_manifest(
+        &registry,
+        &reference,
+        &platform,
+        options.retry_times,
+        &reporter,
+    )?;
 
     // Docker schema2 becomes OCI: same blobs, new manifest bytes.
     let bytes = if docker {
@@ -243,6 +255,19 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     let layout = Layout::create(&destination.dir)?;
     let mut blobs = vec![manifest.config().clone()];
     blobs.extend(manifest.layers().iter().cloned());
+    // A descriptor may claim any size; do not start what cannot fit.
+    let needed = blobs
+        .iter()
+        .filter(|b| sha256_hex(b.digest()).map_or(true, |hex| !layout.has_blob(hex, b.size())))
+        .fold(0u64, |sum, b| sum.saturating_add(b.size()));
+    let available = layout.free_bytes()?;
+    if needed > available {
+        return Err(Error::NoSpace {
+            dir: destination.dir.clone(),
+            needed,
+            available,
+        });
+    }
     let verified = download::download_all(
         &registry,
         &layout,
@@ -330,10 +355,11 @@ fn resolve_manifest(
     registry: &Registry<'_>,
     reference: &Reference,
     platform: &PlatformSpec,
+    retry_times: u32,
     reporter: &Reporter,
 ) -> Result<(oci_spec::image::ImageManifest, Vec<u8>, bool), Error> {
     let (mut bytes, mut content_type) =
-        get_manifest(registry, reference, &reference.manifest_ref())?;
+        get_manifest(registry, reference, &reference.manifest_ref(), retry_times)?;
     if let Some(pinned) = &reference.digest {
         check_digest("manifest", pinned, None, &bytes)?;
     }
@@ -395,7 +421,8 @@ fn resolve_manifest(
             )
         });
         sha256_hex(entry.digest())?;
-        (bytes, content_type) = get_manifest(registry, reference, entry.digest().as_ref())?;
+        (bytes, content_type) =
+            get_manifest(registry, reference, entry.digest().as_ref(), retry_times)?;
         check_digest("manifest", entry.digest(), Some(entry.size()), &bytes)?;
     }
     Err(Error::TooDeep(reference.to_string()))
@@ -405,21 +432,29 @@ fn get_manifest(
     registry: &Registry<'_>,
     reference: &Reference,
     tag_or_digest: &str,
+    retry_times: u32,
 ) -> Result<(Vec<u8>, Option<String>), Error> {
     let url = registry.manifest_url(tag_or_digest)?;
-    let response = registry.get(&url, manifest::ACCEPT, None)?;
-    match response.status() {
-        status if status.is_success() => {}
-        reqwest::StatusCode::NOT_FOUND => return Err(Error::NotFound(reference.to_string())),
-        _ => return Err(registry::status_error(response).into()),
+    let mut tries = 0;
+    loop {
+        let response = registry.get(&url, manifest::ACCEPT, None)?;
+        match response.status() {
+            status if status.is_success() => {}
+            reqwest::StatusCode::NOT_FOUND => return Err(Error::NotFound(reference.to_string())),
+            _ => return Err(registry::status_error(response).into()),
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match registry.read_limited(response, MAX_MANIFEST_SIZE) {
+            Ok(bytes) => return Ok((bytes, content_type)),
+            // The connection broke in the body: ask again.
+            Err(RegistryError::Transport { .. }) if tries < retry_times => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = registry.read_limited(response, MAX_MANIFEST_SIZE)?;
-    Ok((bytes, content_type))
 }
 
 /// The bytes must hash to `expected` (and have its size, if known): a

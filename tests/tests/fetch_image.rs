@@ -1749,3 +1749,32 @@ fn fault_odd_token_realms_are_refused() {
         );
     }
 }
+
+#[test]
+fn fault_huge_descriptor_is_refused_before_downloading() {
+    if !have_registry("fault_huge_descriptor_is_refused_before_downloading") {
+        return;
+    }
+    let faulty = Faulty::new(|seen, _, base, image| {
+        let mut reply = upstream(base, seen);
+        if is_manifest(seen) {
+            let size = format!("\"size\":{}", image.layers[1].data.len());
+            let text = String::from_utf8(reply.body).unwrap();
+            assert_eq!(text.matches(&size).count(), 1);
+            reply.body = text
+                .replace(&size, "\"size\":1000000000000000000")
+                .into_bytes();
+        }
+        reply
+    });
+    let before = faulty.seed_layout();
+    assert_fails_cleanly(&faulty, &before, "not enough space");
+    assert!(
+        faulty
+            .proxy
+            .seen()
+            .iter()
+            .all(|s| !s.path.contains("/blobs/")),
+        "no blob requested"
+    );
+}
