@@ -253,12 +253,30 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     };
     // The layout is created once there is something to put in it.
     let layout = Layout::create(&destination.dir)?;
-    let mut blobs = vec![manifest.config().clone()];
-    blobs.extend(manifest.layers().iter().cloned());
-    // A descriptor may claim any size; do not start what cannot fit.
-    let needed = blobs
+    // The config and each distinct layer the layout lacks (an image may list
+    // one layer twice; digests were checked when the manifest was parsed).
+    let mut distinct = std::collections::HashSet::new();
+    let blobs: Vec<_> = std::iter::once(manifest.config())
+        .chain(manifest.layers())
+        .filter(|b| distinct.insert(b.digest().clone()))
+        .cloned()
+        .collect();
+    let missing: Vec<_> = blobs
         .iter()
         .filter(|b| sha256_hex(b.digest()).map_or(true, |hex| !layout.has_blob(hex, b.size())))
+        .cloned()
+        .collect();
+    reporter.explain(|| {
+        format!(
+            "# {} of {} blobs to download, the rest are in the layout",
+            missing.len(),
+            blobs.len()
+        )
+    });
+
+    // A descriptor may claim any size; do not start what cannot fit.
+    let needed = missing
+        .iter()
         .fold(0u64, |sum, b| sum.saturating_add(b.size()));
     let available = layout.free_bytes()?;
     if needed > available {
@@ -271,18 +289,11 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
     let verified = download::download_all(
         &registry,
         &layout,
-        &blobs,
+        &missing,
         options.jobs,
         options.retry_times,
         &reporter,
     )?;
-    reporter.explain(|| {
-        format!(
-            "# {} of {} blobs downloaded and verified, the rest were in the layout",
-            verified.len(),
-            blobs.len()
-        )
-    });
 
     // Only now, with every byte checked, do blobs get their final names.
     for blob in verified {
