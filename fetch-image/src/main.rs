@@ -1,6 +1,7 @@
 //! fetch-image: the command line; the work is in the library.
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,8 +76,15 @@ fn main() -> ExitCode {
     };
     match fetch_image::fetch(&options) {
         Ok(digest) => {
-            println!("{digest}");
-            ExitCode::SUCCESS
+            // Not println!: a closed stdout is an error to report, not a panic.
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{digest}").and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("fetch-image: cannot write the digest to stdout: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(err) => {
             eprintln!("fetch-image: {}", chain(&err));
