@@ -105,8 +105,8 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     Ok(Exit { code: status, note })
 }
 
-/// Write the go byte, wait for the setup report (EOF: the command runs), write
-/// the pid file, then relay signals until the child exits.
+/// Write the pid file and the go byte, wait for the setup report (EOF: the
+/// command runs), then relay signals until the child exits.
 pub(crate) fn release_and_wait(
     child: &namespaces::Child,
     go: OwnedFd,
@@ -114,6 +114,19 @@ pub(crate) fn release_and_wait(
     pid_file: Option<&Path>,
     explain: Explain,
 ) -> Result<i32, Error> {
+    // Written before the command can start, so whoever waits for the command's
+    // first output finds it (runc writes it at create time too); removed on any failure.
+    let _pid_file = match pid_file {
+        Some(path) => match PidFile::write(path, child.pid, explain) {
+            Ok(file) => Some(file),
+            Err(err) => {
+                let _ = signals::send(child.pidfd.as_fd(), Signal::SIGKILL);
+                let _ = waitpid(child.pid, None);
+                return Err(err);
+            }
+        },
+        None => None,
+    };
     let go = std::fs::File::from(go).write_all(b"g");
     let mut text = Vec::new();
     let read = std::fs::File::from(report).read_to_end(&mut text);
@@ -121,10 +134,6 @@ pub(crate) fn release_and_wait(
         let _ = waitpid(child.pid, None);
         return Err(parse_report(&text));
     }
-    let _pid_file = match pid_file {
-        Some(path) => Some(PidFile::write(path, child.pid, explain)?),
-        None => None,
-    };
     let status = signals::forward_until_exit(child.pid, child.pidfd.as_fd(), |sig| {
         explain.call(
             format!("pidfd_send_signal(pidfd of {}, {sig})", child.pid),

@@ -67,6 +67,16 @@ fn bad_flag_values_are_refused_before_anything_starts() {
         (vec!["--hostname", "has space"], "hostname 'has space'"),
         (vec!["--user", "alice:"], "--user"),
         (vec!["--cwd", "relative"], "'relative'"),
+        (vec!["--memory", "lots"], "--memory 'lots'"),
+        (vec!["--pids", "0"], "--pids '0'"),
+        (vec!["--cpus=-1"], "--cpus"),
+        (
+            vec!["--net", "veth", "--ip", "10.0.0.300/24"],
+            "'10.0.0.300/24'",
+        ),
+        (vec!["--net", "veth"], "--ip"),
+        (vec!["--ip", "10.0.0.2/24"], "--net veth"),
+        (vec!["--bridge", "br0"], "--net veth"),
     ] {
         let mut full = vec!["--rootfs", root];
         full.extend(args);
@@ -96,4 +106,13 @@ fn a_bundle_asking_for_seccomp_is_refused_not_run_without() {
     let out = nsenter_run(&["--bundle", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("linux.seccomp"), "{}", stderr(&out));
+}
+
+#[test]
+fn enter_needs_a_live_pid_and_excludes_a_rootfs() {
+    let out = nsenter_run(&["--enter", "999999999", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("999999999"), "{}", stderr(&out));
+    let out = nsenter_run(&["--enter", "1", "--rootfs", "/", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
 }
