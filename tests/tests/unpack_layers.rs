@@ -352,7 +352,10 @@ fn every_entry_type(second: Compression, for_umoci: bool) -> ImageBuilder {
         .dir("becomes-file", 0o755)
         .file("becomes-file/x", "x\n", 0o644)
         .symlink("becomes-dir2", "etc")
-        .file("replaced", "old\n", 0o644);
+        .file("replaced", "old\n", 0o644)
+        // Written through a link to a directory that does not exist yet: made inside.
+        .symlink("var-run", "/run/../../run")
+        .file("var-run/pid", "1\n", 0o644);
     let mut second_layer = Layer::new();
     if !for_umoci {
         second_layer = second_layer.file("becomes-dir/sub/x", "now a directory\n", 0o644);
@@ -556,6 +559,7 @@ fn every_entry_type_lands_as_the_spec_says() {
         ('d', 0o700)
     );
     assert_eq!(node("replaced").kind, 'l');
+    assert_eq!((node("var-run").kind, node("run/pid").kind), ('l', 'f'));
     assert_eq!(
         node("etc/passwd-link").group,
         ["etc/passwd", "etc/passwd-link"]

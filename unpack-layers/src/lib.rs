@@ -142,8 +142,14 @@ pub fn unpack(opts: &Options) -> Result<(), Error> {
             image: format!("{}:{}", opts.image.dir.display(), opts.image.tag),
             source,
         })?;
-    let target = Target::prepare(&opts.bundle, opts.rootfs_only)?;
-    let result = unpack_into(opts, &image, &target);
+    let explain = Explain::new(opts.explain);
+    explain.note(format_args!(
+        "image {}: manifest {}",
+        opts.image.dir.join("blobs/sha256").display(),
+        image.manifest_digest
+    ));
+    let target = Target::prepare(&opts.bundle, opts.rootfs_only, explain)?;
+    let result = unpack_into(opts, &image, &target, explain);
     if result.is_err() {
         target.undo();
     }
@@ -159,7 +165,7 @@ struct Target {
 }
 
 impl Target {
-    fn prepare(bundle: &Path, rootfs_only: bool) -> Result<Target, Error> {
+    fn prepare(bundle: &Path, rootfs_only: bool, explain: Explain) -> Result<Target, Error> {
         fn create(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
             move |source| Error::Create {
                 path: path.to_owned(),
@@ -195,6 +201,10 @@ impl Target {
             None => {
                 // 0700: setuid binaries and devices in the rootfs stay out of
                 // reach of the host's other users (THREATS: devices and setuid).
+                explain.say(
+                    format_args!("mkdir({bundle:?}, 0700)"),
+                    format_args!("mkdir -m 0700 {}", bundle.display()),
+                );
                 DirBuilder::new()
                     .mode(0o700)
                     .create(bundle)
@@ -214,6 +224,10 @@ impl Target {
             created_bundle,
             rootfs_only: false,
         };
+        explain.say(
+            format_args!("mkdir({:?}, 0755)", target.rootfs),
+            format_args!("mkdir {}", target.rootfs.display()),
+        );
         if let Err(source) = DirBuilder::new().mode(0o755).create(&target.rootfs) {
             target.undo();
             return Err(Error::Create {
@@ -262,8 +276,12 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn unpack_into(opts: &Options, image: &layout::Image, target: &Target) -> Result<(), Error> {
-    let explain = Explain::new(opts.explain);
+fn unpack_into(
+    opts: &Options,
+    image: &layout::Image,
+    target: &Target,
+    explain: Explain,
+) -> Result<(), Error> {
     // Modes come from the layer exactly; the caller's umask must not mask them.
     explain.say(format_args!("umask(0)"), format_args!("umask 0"));
     umask(Mode::empty());
@@ -283,7 +301,7 @@ fn unpack_into(opts: &Options, image: &layout::Image, target: &Target) -> Result
     let bar = Arc::new(if show_bar {
         let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -335,6 +353,22 @@ fn unpack_into(opts: &Options, image: &layout::Image, target: &Target) -> Result
             earlier_layers: earlier_bytes,
             blob_len,
         };
+        explain.say(
+            format_args!(
+                "read + sha256 + {} inflate on a second thread, tar entries applied with *at(2) calls",
+                compression.name()
+            ),
+            format_args!(
+                "tar {}-xpf {} -C {} --numeric-owner --xattrs   # plus whiteouts",
+                match compression {
+                    Compression::Gzip => "--gzip ",
+                    Compression::Zstd => "--zstd ",
+                    Compression::None => "",
+                },
+                path.display(),
+                target.rootfs.display()
+            ),
+        );
         let mut stream = Stream::spawn(blob, compression, budget, progress)
             .map_err(|e| fail(LayerFailure::Stream(StreamError::Read(e))))?;
         if let Err(e) = applier.apply_layer(&mut stream) {
@@ -356,6 +390,10 @@ fn unpack_into(opts: &Options, image: &layout::Image, target: &Target) -> Result
                 actual,
             }));
         }
+        explain.note(format_args!(
+            "blob sha256 matches the manifest; the {} uncompressed bytes match diff_id {diff_id}",
+            summary.tar_len
+        ));
         earlier_bytes += summary.tar_len;
         done_blob_bytes += summary.blob_len;
     }
@@ -388,11 +426,13 @@ fn write_config(
     let hostname = hostname_for(&opts.bundle);
     let spec = config::runtime_spec(&image.config, &user, &hostname).map_err(Error::Spec)?;
     let path = target.bundle.join("config.json");
+    explain.note(format_args!(
+        "user '{user_spec}' is {}:{} in the rootfs' own /etc/passwd and /etc/group",
+        user.uid, user.gid
+    ));
     explain.say(
-        format_args!("open({path:?}, O_CREAT|O_WRONLY)"),
-        format_args!(
-            "umoci unpack's config.json: process.args, env, cwd, user from the image config"
-        ),
+        format_args!("open({path:?}, O_CREAT|O_EXCL|O_WRONLY, 0644)"),
+        format_args!("runc spec   # then process args, env, cwd, user from the image config"),
     );
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Write {
         path: path.clone(),

@@ -37,12 +37,17 @@ use crate::entry::join;
 /// so a hostile nesting cannot exhaust file descriptors.
 const MAX_CHAIN: usize = 128;
 
+/// Symlinks to missing directories followed in one walk (path_resolution(7)'s 40).
+const MAX_LINKS: usize = 40;
+
 /// Mode of directories a layer implies without an entry (`a/b/f` with no `a/`).
 const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// The rootfs, opened once; all paths are resolved beneath it.
 pub struct Root {
     fd: OwnedFd,
+    /// The kernel's name for the root (see [`real_path`]).
+    real: Vec<u8>,
     chain: Vec<Link>,
     /// The root's own times before this layer first wrote into it.
     root_times: Option<Times>,
@@ -141,6 +146,7 @@ impl Root {
             Mode::empty(),
         )?;
         Ok(Root {
+            real: root_real_path(fd.as_fd()),
             fd,
             chain: Vec::new(),
             root_times: None,
@@ -171,6 +177,15 @@ impl Root {
         components: &[&[u8]],
         missing: Missing,
     ) -> Result<Option<DirFd<'_>>, WalkError> {
+        self.dir_at(components, missing, 0)
+    }
+
+    fn dir_at(
+        &mut self,
+        components: &[&[u8]],
+        missing: Missing,
+        links_followed: usize,
+    ) -> Result<Option<DirFd<'_>>, WalkError> {
         let common = self
             .chain
             .iter()
@@ -185,9 +200,28 @@ impl Root {
                 (None, Some(link)) => (link.fd.as_fd(), link.via_link),
                 (None, None) => (self.fd.as_fd(), false),
             };
-            let Some((fd, followed)) = step(self.fd.as_fd(), here, &components[..=i], missing)?
-            else {
-                return Ok(None);
+            let (fd, followed) = match step(self.fd.as_fd(), here, &components[..=i], missing)? {
+                Stepped::Open(fd, followed) => (fd, followed),
+                Stepped::Missing => return Ok(None),
+                Stepped::Dangling => {
+                    // A symlink to a directory that does not exist yet: make it,
+                    // where the link points inside the root (umoci does the same).
+                    if links_followed >= MAX_LINKS {
+                        return Err(WalkError {
+                            op: "follow the symlink",
+                            path: join(&components[..=i]),
+                            source: Errno::ELOOP,
+                        });
+                    }
+                    let path = self.link_target_path(here, components, i)?;
+                    let path: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+                    self.chain.clear();
+                    let mut found = self.dir_at(&path, missing, links_followed + 1)?;
+                    if let Some(dir) = &mut found {
+                        dir.via_link = true;
+                    }
+                    return Ok(found);
+                }
             };
             let via_link = via || followed;
             let st = stat(&fd, &components[..=i])?;
@@ -236,6 +270,46 @@ impl Root {
         }))
     }
 
+    /// Where the symlink `components[i]` (in `here`) points, as components from
+    /// the root, followed by the rest of `components`. `..` stops at the root,
+    /// as RESOLVE_IN_ROOT does; a relative target starts from the link's real
+    /// directory (see [`real_path`]), so `..` means what the kernel means.
+    fn link_target_path(
+        &self,
+        here: BorrowedFd<'_>,
+        components: &[&[u8]],
+        i: usize,
+    ) -> Result<Vec<Vec<u8>>, WalkError> {
+        let fail = |op, source| WalkError {
+            op,
+            path: join(&components[..=i]),
+            source,
+        };
+        let target =
+            nix::fcntl::readlinkat(here, components[i]).map_err(|e| fail("readlink", e))?;
+        let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec();
+        let mut path: Vec<Vec<u8>> = Vec::new();
+        if !target.starts_with(b"/") {
+            let base = real_path(&self.real, here).ok_or_else(|| fail("locate", Errno::ENOENT))?;
+            path.extend(
+                base.split(|&b| b == b'/')
+                    .filter(|c| !c.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        for part in target.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    path.pop();
+                }
+                _ => path.push(part.to_vec()),
+            }
+        }
+        path.extend(components[i + 1..].iter().map(|c| c.to_vec()));
+        Ok(path)
+    }
+
     /// Caches a directory just made at `components`, when it extends the
     /// current walk, so its entries that follow need no lookup.
     pub fn adopt(&mut self, components: &[&[u8]], fd: OwnedFd, setgid: bool, via_link: bool) {
@@ -280,7 +354,7 @@ fn step(
     here: BorrowedFd<'_>,
     prefix: &[&[u8]],
     missing: Missing,
-) -> Result<Option<(OwnedFd, bool)>, WalkError> {
+) -> Result<Stepped, WalkError> {
     let name = prefix[prefix.len() - 1];
     let fail = |op, source| WalkError {
         op,
@@ -289,16 +363,13 @@ fn step(
     };
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let follow = || match in_root(root, &join(prefix), dir_flags) {
-        Ok(fd) => Ok(Some((fd, true))),
-        Err(Errno::ENOENT | Errno::ENOTDIR) if missing != Missing::Create => Ok(None),
-        Err(Errno::ENOENT) => Err(fail(
-            "follow the symlink (to a missing directory)",
-            Errno::ENOENT,
-        )),
+        Ok(fd) => Ok(Stepped::Open(fd, true)),
+        Err(Errno::ENOENT | Errno::ENOTDIR) if missing != Missing::Create => Ok(Stepped::Missing),
+        Err(Errno::ENOENT) => Ok(Stepped::Dangling),
         Err(e) => Err(fail("follow the symlink", e)),
     };
     match openat(here, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
-        Ok(fd) => Ok(Some((fd, false))),
+        Ok(fd) => Ok(Stepped::Open(fd, false)),
         Err(Errno::ELOOP) => follow(),
         // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR, like on a file.
         Err(Errno::ENOTDIR) => {
@@ -312,19 +383,29 @@ fn step(
                 unlinkat(here, name, UnlinkatFlags::NoRemoveDir).map_err(|e| fail("replace", e))?;
                 make_dir(here, name).map_err(|e| fail("create directory", e))
             } else {
-                Ok(None)
+                Ok(Stepped::Missing)
             }
         }
-        Err(Errno::ENOENT) if missing != Missing::Create => Ok(None),
+        Err(Errno::ENOENT) if missing != Missing::Create => Ok(Stepped::Missing),
         Err(Errno::ENOENT) => make_dir(here, name).map_err(|e| fail("create directory", e)),
         Err(e) => Err(fail("open directory", e)),
     }
 }
 
-fn make_dir(here: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Option<(OwnedFd, bool)>> {
+/// What one step of a walk found.
+enum Stepped {
+    /// The directory, and whether a symlink was followed to reach it.
+    Open(OwnedFd, bool),
+    /// Nothing there (only when not creating).
+    Missing,
+    /// A symlink whose target does not exist (only when creating).
+    Dangling,
+}
+
+fn make_dir(here: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Stepped> {
     mkdirat(here, name, Mode::from_bits_truncate(IMPLIED_DIR_MODE))?;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    openat(here, name, flags, Mode::empty()).map(|fd| Some((fd, false)))
+    openat(here, name, flags, Mode::empty()).map(|fd| Stepped::Open(fd, false))
 }
 
 /// Where a directory reached through symlinks really is, as a cleaned name
