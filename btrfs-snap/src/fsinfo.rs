@@ -1,5 +1,7 @@
-//! Which filesystem a path is on: `statfs(2)`'s `f_type` magic number, named the way
-//! `stat -f -c %T` and `/proc/mounts` name it, for the "not on btrfs" error.
+//! Which filesystem a path is on, for the "not on btrfs" error: `statfs(2)`'s `f_type`
+//! magic number decides; the name comes from the mount table (`/proc/self/mountinfo`,
+//! the entry whose device is the path's), since one magic can stand for several
+//! filesystems (ext2, ext3 and ext4 share 0xEF53), else from a table of magic numbers.
 
 use std::os::fd::BorrowedFd;
 
@@ -49,17 +51,40 @@ pub fn not_btrfs(fd: BorrowedFd) -> nix::Result<Option<String>> {
     if magic == BTRFS_MAGIC {
         return Ok(None);
     }
-    let mut name = match filesystem_name(magic) {
-        Some(name) => name.to_owned(),
-        None => format!("a filesystem with statfs magic {magic:#x}"),
+    let here = fstat(fd)?;
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|table| {
+            let (major, minor) = (
+                nix::sys::stat::major(here.st_dev),
+                nix::sys::stat::minor(here.st_dev),
+            );
+            mount_type(&table, major, minor)
+        });
+    let mut name = match (mounted, filesystem_name(magic)) {
+        (Some(name), _) => name,
+        (None, Some(name)) => name.to_owned(),
+        (None, None) => format!("a filesystem with statfs magic {magic:#x}"),
     };
     // The root filesystem is the common surprise ("isn't my disk btrfs?"): say so.
-    if let (Ok(here), Ok(root)) = (fstat(fd), nix::sys::stat::stat("/")) {
-        if here.st_dev == root.st_dev {
-            name.push_str(" (the root filesystem)");
-        }
+    if nix::sys::stat::stat("/").is_ok_and(|root| root.st_dev == here.st_dev) {
+        name.push_str(" (the root filesystem)");
     }
     Ok(Some(name))
+}
+
+/// The filesystem type of the mount of device `major:minor` in a mountinfo table
+/// (proc(5): field 3 is `major:minor`, the type follows the ` - ` separator).
+pub fn mount_type(mountinfo: &str, major: u64, minor: u64) -> Option<String> {
+    let device = format!("{major}:{minor}");
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        if fields.nth(2)? != device {
+            return None;
+        }
+        let (_, after) = line.split_once(" - ")?;
+        after.split(' ').next().map(str::to_owned)
+    })
 }
 
 #[cfg(test)]
@@ -73,5 +98,16 @@ mod tests {
         assert_eq!(filesystem_name(0x0102_1994), Some("tmpfs"));
         assert_eq!(filesystem_name(0x794C_7630), Some("overlay"));
         assert_eq!(filesystem_name(0x1234), None);
+    }
+
+    #[test]
+    fn mount_types_come_from_mountinfo() {
+        let table = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                     27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                     30 27 0:45 / /tmp rw master:3 - tmpfs tmpfs rw,size=10g\n";
+        assert_eq!(mount_type(table, 254, 0).as_deref(), Some("ext4"));
+        assert_eq!(mount_type(table, 0, 45).as_deref(), Some("tmpfs"));
+        assert_eq!(mount_type(table, 0, 4), None);
+        assert_eq!(mount_type("garbage", 0, 4), None);
     }
 }
