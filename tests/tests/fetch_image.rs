@@ -1778,3 +1778,50 @@ fn fault_huge_descriptor_is_refused_before_downloading() {
         "no blob requested"
     );
 }
+
+#[test]
+fn unpack_layers_reads_what_fetch_image_writes() {
+    if !have_registry("unpack_layers_reads_what_fetch_image_writes")
+        || !prereq::require_commands("unpack_layers_reads_what_fetch_image_writes", &["busybox"])
+    {
+        return;
+    }
+    let registry = anonymous();
+    // Docker schema2 on the registry, so the converted manifest is what unpack-layers reads.
+    busybox_image()
+        .media_types(MediaTypes::Docker)
+        .build()
+        .push(&registry, "library/busybox", "latest")
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci-images/busybox");
+    pull(
+        work.path(),
+        &format!("docker://{}/library/busybox:latest", registry.host()),
+        &layout,
+        "latest",
+        &[],
+    );
+    let bundle = work.path().join("unpacked-images/busybox");
+    std::fs::create_dir(work.path().join("unpacked-images")).unwrap();
+    let output = Command::new(bin("unpack-layers"))
+        .args(["-q", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(rootfs.join(tests::busybox::ADDED_BY_SECOND_LAYER).is_file());
+    assert!(!rootfs
+        .join(tests::busybox::DELETED_BY_SECOND_LAYER)
+        .exists());
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["args"], serde_json::json!(["/bin/sh"]));
+}
