@@ -1339,3 +1339,111 @@ fn missing_tag_lists_the_tags() {
         .unwrap();
     assert_refused(&s, &out, "no tag 'nope' in index.json (tags: latest)");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Image indexes and Docker media types
+
+#[test]
+fn platform_picks_the_manifest_of_an_index() {
+    if !require_root("platform_picks_the_manifest_of_an_index") {
+        return;
+    }
+    let for_arch = |arch: &str, variant: Option<&str>| {
+        ImageBuilder::new()
+            .layer(Layer::new().file("arch", arch, 0o644), Compression::Gzip)
+            .platform("linux", arch, variant)
+            .build()
+    };
+    let index = tests::image::IndexBuilder::new()
+        .image(for_arch("amd64", None))
+        .image(for_arch("arm64", Some("v8")))
+        .image(for_arch("arm", Some("v7")))
+        .build();
+    let s = Scratch::new();
+    index.write_oci_layout(&s.layout(), "latest").unwrap();
+    for (platform, want) in [
+        ("linux/arm64", "arm64"),
+        ("linux/arm/v7", "arm"),
+        ("linux/amd64", "amd64"),
+    ] {
+        assert_ok(&s.unpack(&["--platform", platform]));
+        assert_eq!(
+            fs::read_to_string(s.rootfs().join("arch")).unwrap(),
+            want,
+            "{platform}"
+        );
+        fs::remove_dir_all(s.bundle()).unwrap();
+    }
+    let out = s.unpack(&["--platform", "linux/s390x"]);
+    assert_refused(&s, &out, "no manifest for platform linux/s390x (platforms: linux/amd64, linux/arm64/v8, linux/arm/v7)");
+}
+
+#[test]
+fn docker_media_types_are_read() {
+    if !require_root("docker_media_types_are_read") {
+        return;
+    }
+    let image = ImageBuilder::new()
+        .layer(
+            Layer::new().file("a", "docker gzip", 0o644),
+            Compression::Gzip,
+        )
+        .layer(
+            Layer::new().file("b", "docker tar", 0o644),
+            Compression::None,
+        )
+        .media_types(MediaTypes::Docker)
+        .cmd(["/b"])
+        .build();
+    let s = Scratch::new();
+    s.write_image(&image);
+    assert_ok(&s.unpack(&[]));
+    assert_eq!(
+        fs::read_to_string(s.rootfs().join("a")).unwrap(),
+        "docker gzip"
+    );
+    assert_eq!(
+        fs::read_to_string(s.rootfs().join("b")).unwrap(),
+        "docker tar"
+    );
+    assert_eq!(config_json(&s.bundle())["process"]["args"][0], "/b");
+}
+
+#[test]
+fn a_signal_mid_unpack_removes_the_bundle() {
+    if !require_root("a_signal_mid_unpack_removes_the_bundle") {
+        return;
+    }
+    let mut layer = Layer::new();
+    for d in 0..100 {
+        for f in 0..200 {
+            layer = layer.file(format!("d{d}/f{f}"), "x", 0o644);
+        }
+    }
+    let s = Scratch::new();
+    s.write_image(&ImageBuilder::new().layer(layer, Compression::Gzip).build());
+    let child = Command::new(bin("unpack-layers"))
+        .args(["--quiet", "--image"])
+        .arg(format!("{}:latest", s.layout().display()))
+        .arg(s.bundle())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is writing, then interrupt it.
+    let started = std::time::Instant::now();
+    while !s.rootfs().join("d1").exists() && started.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        eprintln!(
+            "SKIP a_signal_mid_unpack_removes_the_bundle: the unpack finished before the signal"
+        );
+        return;
+    }
+    assert_refused(&s, &out, "interrupted by a signal");
+    s.assert_contained();
+}

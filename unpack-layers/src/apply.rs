@@ -84,6 +84,8 @@ pub enum LayerError {
     Tar(#[source] io::Error),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error("interrupted by a signal")]
+    Interrupted,
     #[error("cannot set the times of directory '{}'", String::from_utf8_lossy(.0))]
     DirTimes(Vec<u8>, #[source] Errno),
 }
@@ -148,6 +150,9 @@ impl Applier {
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(LayerError::Tar)? {
             let mut entry = entry.map_err(LayerError::Tar)?;
+            if crate::interrupt::interrupted() {
+                return Err(LayerError::Interrupted);
+            }
             self.entries += 1;
             self.limits.check_entries(self.entries)?;
             let name = entry.path_bytes().into_owned();

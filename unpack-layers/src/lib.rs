@@ -30,6 +30,7 @@ pub mod decompress;
 pub mod digest;
 pub mod entry;
 pub mod explain;
+pub mod interrupt;
 pub mod layout;
 pub mod limits;
 pub mod passwd;

@@ -58,6 +58,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C mid-unpack then fails cleanly: what was written is removed.
+    if let Err(e) = unpack_layers::interrupt::install() {
+        eprintln!("unpack-layers: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
     let options = Options {
         image: ImageRef::parse(&cli.image),
         bundle: cli.bundle,
