@@ -68,8 +68,9 @@ else
     main_shape=realistic scaling_shapes=(small realistic large manyfiles)
     snapshot_sizes=(10 100 1024) runs=${runs:-10} tmpfs_size=12g btrfs_size=24G
 fi
-# The slow measurements (a 500 MB unpack, copying 1 GiB) get fewer runs.
-slow_runs=$(( runs < 3 ? runs : 3 ))
+# The slow measurements (a 500 MB unpack, 40k files, copying 1 GiB, the whole chain) get
+# fewer runs and no warm-up run.
+slow_runs=$(( runs <= 2 ? runs : runs >= 10 ? 3 : 2 ))
 start_runs=$(( runs * 3 ))
 
 if [ -z "$bin_dir" ]; then
@@ -281,26 +282,45 @@ probe "cp -a --reflink=always" "" true -- \
 # ---------------------------------------------------------------------------------------
 # Measurements
 
-# bench GROUP RUNS WARMUP PREPARE [NAME COMMAND-ARRAY-NAME]...: one hyperfine run over the
-# commands that work, exported to GROUP.json. PREPARE runs before every timed run.
+# bench GROUP RUNS WARMUP PREPARE [NAME TOOL COMMAND]...: hyperfine over the commands whose
+# TOOL works, exported to GROUP+roundN.json. PREPARE runs before every run. With nine runs
+# or more, the runs are split into three rounds with the order of the commands rotated, so
+# that a change of load on the machine halfway does not favour whichever command came first
+# (the report merges the rounds). A command that fails in some run does not stop the others
+# (--ignore-failure): its exit codes are in the export and the report shows the failure
+# instead of a figure.
 bench() {
     local group="$1" n="$2" warmup="$3" prepare="$4"; shift 4
-    local cmdline=(hyperfine -N --style basic --runs "$n" --warmup "$warmup"
-        --export-json "$results/$group.json")
-    [ -n "$prepare" ] && cmdline+=(--prepare "$prepare")
-    local any=0
+    local names=() words=()
     while [ $# -gt 0 ]; do
-        local name="$1" tool="$2" words="$3"; shift 3
-        [ -n "${works[$tool]:-}" ] || continue
-        cmdline+=(-n "$name" "$words")
-        any=1
+        if [ -n "${works[$2]:-}" ]; then
+            names+=("$1")
+            words+=("$3")
+        fi
+        shift 3
     done
-    if [ "$any" = 0 ]; then
+    local count=${#names[@]} rounds=1 r k i
+    if [ "$count" -eq 0 ]; then
         say "$group: nothing to measure"
         return
     fi
+    if [ "$n" -ge 9 ] && [ "$count" -gt 1 ]; then
+        rounds=3
+    fi
     say "measuring $group"
-    "${cmdline[@]}" >&2
+    for ((r = 0; r < rounds; r++)); do
+        local cmdline=(hyperfine -N --ignore-failure --style basic
+            --runs $(( (n + rounds - 1) / rounds )) --warmup "$warmup"
+            --export-json "$results/$group+round$r.json")
+        if [ -n "$prepare" ]; then
+            cmdline+=(--prepare "$prepare")
+        fi
+        for ((k = 0; k < count; k++)); do
+            i=$(( (k + r) % count ))
+            cmdline+=(-n "${names[$i]}" "${words[$i]}")
+        done
+        "${cmdline[@]}" >&2
+    done
 }
 
 # q WORD...: the words quoted for hyperfine's own word splitting.
@@ -339,10 +359,12 @@ rss repull "skopeo copy" "skopeo copy" "" -- \
 
 # unpack: the same layout to a tmpfs, for each image size.
 for shape in "${scaling_shapes[@]}"; do
-    n=$runs
-    [ "$shape" = large ] && n=$slow_runs
+    n=$runs warmup=1
+    case "$shape" in large|manyfiles) n=$slow_runs warmup=0 ;; esac
     dest="$tmpfs/unpack"
-    bench "unpack-$shape" "$n" 1 "$helpers/clean $dest" \
+    # Read once, so that no command pays for reading the layers from disk.
+    cat "$inputs/$shape"/blobs/sha256/* >/dev/null
+    bench "unpack-$shape" "$n" "$warmup" "$helpers/clean $dest" \
         unpack-layers unpack-layers "$(q "$bin_dir/unpack-layers" -q --image "$inputs/$shape:latest" "$dest")" \
         "umoci unpack" "umoci unpack" "$(q umoci unpack --image "$inputs/$shape:latest" "$dest")" \
         "tar -xzf" "tar -xzf" "$(q "$helpers/tar-$shape" "$dest")"
@@ -362,12 +384,12 @@ for mib in "${snapshot_sizes[@]}"; do
     btrfs subvolume create "$source_vol" >/dev/null
     "$bin_dir/bench-image" tree "$source_vol" "$mib"
     sync
-    bench "snapshot-${mib}MiB" "$runs" 1 "$helpers/clean $dest" \
+    bench "snapshot-${mib}MiB" "$start_runs" 1 "$helpers/clean $dest" \
         "btrfs-snap snapshot" btrfs-snap "$(q "$bin_dir/btrfs-snap" snapshot "$source_vol" "$dest")" \
         "btrfs subvolume snapshot" "btrfs subvolume snapshot" "$(q btrfs subvolume snapshot "$source_vol" "$dest")"
-    n=$runs
-    [ "$mib" -ge 1024 ] && n=$slow_runs
-    bench "snapshot-${mib}MiB+copy" "$n" 1 "$helpers/clean $dest" \
+    n=$runs warmup=1
+    [ "$mib" -ge 1024 ] && n=$slow_runs warmup=0
+    bench "snapshot-${mib}MiB+copy" "$n" "$warmup" "$helpers/clean $dest" \
         "cp -a" "cp -a" "$(q cp -a "$source_vol" "$dest")" \
         "cp -a --reflink=always" "cp -a --reflink=always" "$(q cp -a --reflink=always "$source_vol" "$dest")"
     "$helpers/clean" "$dest" "$source_vol"
@@ -423,7 +445,7 @@ else
 fi
 works["skopeo, umoci, btrfs, unshare"]=1
 chain_clean="$helpers/clean $chain/ours/container $chain/ours/image $chain/ours/layout $chain/peers/container $chain/peers/image $chain/peers/layout"
-bench chain "$slow_runs" 1 "$chain_clean" \
+bench chain "$slow_runs" 0 "$chain_clean" \
     "the project's tools" "the project's tools" "$(q "$helpers/chain-ours")" \
     "skopeo, umoci, btrfs, unshare" "skopeo, umoci, btrfs, unshare" "$(q "$helpers/chain-peers")"
 $chain_clean

@@ -4,8 +4,9 @@
 //! bench-report RESULTS_DIR OUT.md [--notes NOTES.md]
 //! ```
 //!
-//! RESULTS_DIR holds hyperfine's `--export-json` files (`GROUP.json`, and `GROUP+PART.json`
-//! for commands of the same group measured in a second hyperfine run), `rss.tsv` (peak RSS
+//! RESULTS_DIR holds hyperfine's `--export-json` files, `GROUP+PART.json` (the parts of a
+//! group are merged: other commands measured apart, or more rounds of the same commands,
+//! whose runs are pooled), `rss.tsv` (peak RSS
 //! per command), `sizes.tsv` (the images), `unavailable.tsv` (tools that did not work, and
 //! why) and `meta.tsv` (the machine). It writes OUT.md with the ratio table (the targets
 //! beside), every measurement, the scaling figures, the machine, and the notes; and two
@@ -91,6 +92,35 @@ struct Measure {
     min: f64,
     max: f64,
     times: Vec<f64>,
+    /// One per run; `null` for a run ended by a signal. (`hyperfine --ignore-failure` keeps
+    /// timing a command that fails, so a failure must be looked for here.)
+    #[serde(default)]
+    exit_codes: Vec<Option<i64>>,
+}
+
+impl Measure {
+    /// Adds the runs of another round of the same command; median, min and max are
+    /// computed again over all the runs.
+    fn merge(&mut self, other: Measure) {
+        self.times.extend(other.times);
+        self.exit_codes.extend(other.exit_codes);
+        let mut sorted = self.times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        if n > 0 {
+            self.min = sorted[0];
+            self.max = sorted[n - 1];
+            self.median = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            };
+        }
+    }
+
+    fn failed_runs(&self) -> usize {
+        self.exit_codes.iter().filter(|c| **c != Some(0)).count()
+    }
 }
 
 #[derive(Deserialize)]
@@ -137,11 +167,13 @@ impl Results {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let group = stem.split('+').next().unwrap_or(&stem).to_owned();
-            results
-                .groups
-                .entry(group)
-                .or_default()
-                .extend(export.results);
+            let measures = results.groups.entry(group).or_default();
+            for m in export.results {
+                match measures.iter_mut().find(|have| have.command == m.command) {
+                    Some(have) => have.merge(m),
+                    None => measures.push(m),
+                }
+            }
         }
         for row in read_tsv(&dir.join("rss.tsv"))? {
             if let [group, name, kib] = row.as_slice() {
@@ -174,11 +206,26 @@ impl Results {
         Ok(results)
     }
 
+    /// The command's timings in `group`, when every run of it succeeded.
     fn measure(&self, group: &str, command: &str) -> Option<&Measure> {
-        self.groups
-            .get(group)?
-            .iter()
-            .find(|m| m.command == command)
+        self.timing(group, command).ok()
+    }
+
+    /// The command's timings in `group`, or why there are none to use.
+    fn timing(&self, group: &str, command: &str) -> Result<&Measure, String> {
+        let found = self
+            .groups
+            .get(group)
+            .and_then(|g| g.iter().find(|m| m.command == command));
+        match found {
+            Some(m) if m.failed_runs() == 0 => Ok(m),
+            Some(m) => Err(format!(
+                "`{command}` failed in {} of {} runs",
+                m.failed_runs(),
+                m.exit_codes.len()
+            )),
+            None => Err(self.why_missing(command)),
+        }
     }
 
     fn meta(&self, key: &str) -> Option<&str> {
@@ -305,9 +352,8 @@ fn time_row(
 ) -> Row {
     let figure = |command: &str| {
         results
-            .measure(group, command)
+            .timing(group, command)
             .map(|m| Figure::Seconds(m.median))
-            .ok_or_else(|| results.why_missing(command))
     };
     Row {
         what: what.to_owned(),
@@ -395,6 +441,21 @@ fn comparison_rows(results: &Results) -> Vec<Row> {
             None,
         ),
     ];
+    // Peak RSS must stay bounded whatever the layer size: a fixed 64 MiB.
+    let rss = |command: &str| {
+        results
+            .rss
+            .get(&(unpack.clone(), command.to_owned()))
+            .map(|&k| Figure::Kib(k))
+            .ok_or_else(|| results.why_missing(command))
+    };
+    rows.push(Row {
+        what: "unpack, peak RSS".to_owned(),
+        ours: "unpack-layers".to_owned(),
+        peer: "bound".to_owned(),
+        figures: rss("unpack-layers").map(|ours| (ours, Figure::Kib(64 * 1024))),
+        target: Some(1.0),
+    });
     let sizes = results.snapshot_sizes();
     let ends: Vec<u64> = match (sizes.first(), sizes.last()) {
         (Some(&a), Some(&b)) if a != b => vec![a, b],
@@ -427,9 +488,8 @@ fn comparison_rows(results: &Results) -> Vec<Row> {
         let ours = "btrfs-snap snapshot";
         let figure = |mib: u64| {
             results
-                .measure(&format!("snapshot-{mib}MiB"), ours)
+                .timing(&format!("snapshot-{mib}MiB"), ours)
                 .map(|m| Figure::Seconds(m.median))
-                .ok_or_else(|| results.why_missing(ours))
         };
         rows.push(Row {
             what: format!(
@@ -575,9 +635,9 @@ fn markdown(
     let _ = writeln!(d, "## Every measurement\n");
     let _ = writeln!(
         d,
-        "| group | command | median | min | max | runs | peak RSS |"
+        "| group | command | median | min | max | runs | peak RSS | |"
     );
-    let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(d, "|---|---|---:|---:|---:|---:|---:|---|");
     for (group, measures) in &results.groups {
         for m in measures {
             let rss = results
@@ -587,12 +647,16 @@ fn markdown(
                 .unwrap_or_default();
             let _ = writeln!(
                 d,
-                "| {group} | `{}` | {} | {} | {} | {} | {rss} |",
+                "| {group} | `{}` | {} | {} | {} | {} | {rss} | {} |",
                 m.command,
                 seconds(m.median),
                 seconds(m.min),
                 seconds(m.max),
-                m.times.len()
+                m.times.len(),
+                match m.failed_runs() {
+                    0 => String::new(),
+                    n => format!("**failed in {n} runs**"),
+                }
             );
         }
     }
@@ -870,13 +934,13 @@ impl Plot<'_> {
             let hi = if log {
                 hi.ceil().max(lo + 1.0)
             } else {
-                hi * 1.1
+                nice_step(hi) * 5.0
             };
             (lo, if hi > lo { hi } else { lo + 1.0 })
         };
         let (xlo, xhi) = range(self.log_x, points.iter().map(|p| p.0).collect());
         let (ylo, yhi) = range(self.log_y, points.iter().map(|p| p.1).collect());
-        let (px0, py0, pw, ph) = (x0 + 60.0, y0 + 30.0, w - 80.0, h - 80.0);
+        let (px0, py0, pw, ph) = (x0 + 60.0, y0 + 44.0, w - 80.0, h - 94.0);
         let sx = |v: f64| px0 + pw * (axis(self.log_x, v) - xlo) / (xhi - xlo);
         let sy = |v: f64| py0 + ph - ph * (axis(self.log_y, v) - ylo) / (yhi - ylo);
         let _ = writeln!(
@@ -1028,8 +1092,24 @@ fn scaling_chart(results: &Results) -> String {
 // ---------------------------------------------------------------------------------------
 // Formatting
 
+/// A round step (1, 2, 2.5 or 5 times a power of ten) of which five cover `max`.
+fn nice_step(max: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let raw = max / 5.0;
+    let decade = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * decade)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * decade)
+}
+
 fn seconds(s: f64) -> String {
-    if s >= 10.0 {
+    if s == 0.0 {
+        "0".to_owned()
+    } else if s >= 10.0 {
         format!("{s:.1} s")
     } else if s >= 1.0 {
         format!("{s:.2} s")
