@@ -251,7 +251,7 @@ pub fn resolve(options: &Options, explain: Explain) -> Result<Container, Error> 
         _ => None,
     };
 
-    let limits = Limits {
+    let mut limits = Limits {
         memory: options
             .memory
             .as_deref()
@@ -281,6 +281,35 @@ pub fn resolve(options: &Options, explain: Explain) -> Result<Container, Error> 
             .transpose()
             .map_err(Error::Invalid)?,
     };
+
+    // The bundle's linux.resources memory, pids and cpu quota, where no flag says otherwise.
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        if limits.memory.is_none() {
+            limits.memory = r
+                .memory()
+                .as_ref()
+                .and_then(|m| m.limit())
+                .filter(|l| *l > 0)
+                .map(|l| l as u64);
+        }
+        if limits.pids.is_none() {
+            limits.pids = r
+                .pids()
+                .as_ref()
+                .map(|p| p.limit())
+                .filter(|l| *l > 0)
+                .map(|l| l as u64);
+        }
+        if limits.cpus.is_none() {
+            limits.cpus = r
+                .cpu()
+                .as_ref()
+                .and_then(|c| match (c.quota(), c.period()) {
+                    (Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
+                    _ => None,
+                });
+        }
+    }
 
     Ok(Container {
         veth,
@@ -392,8 +421,15 @@ fn list_ignored(spec: &Spec, explain: Explain) {
         if l.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
             ignored.push("linux.sysctl");
         }
-        if l.resources().is_some() {
-            ignored.push("linux.resources (use --memory, --pids, --cpus)");
+        if let Some(r) = l.resources() {
+            if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+                ignored.push(
+                    "linux.resources.devices (the container's /dev holds only the default devices)",
+                );
+            }
+            if r.block_io().is_some() || r.hugepage_limits().is_some() || r.network().is_some() {
+                ignored.push("linux.resources beyond memory, pids and cpu quota");
+            }
         }
         if l.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             ignored.push("linux.devices");
@@ -425,6 +461,95 @@ fn list_ignored(spec: &Spec, explain: Explain) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bundle(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_bundle_applies_and_flags_override() {
+        let dir = bundle(
+            r#"{"ociVersion":"1.0.2","hostname":"box","root":{"path":"rootfs","readonly":true},
+            "process":{"user":{"uid":1000,"gid":100,"additionalGids":[5]},"args":["/bin/app","-v"],
+                "env":["PATH=/bin","A=1"],"cwd":"/srv","noNewPrivileges":true,
+                "capabilities":{"bounding":["CAP_KILL"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"]}},
+            "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"ipc"},{"type":"uts"}],
+                "resources":{"memory":{"limit":33554432},"pids":{"limit":50},"cpu":{"quota":25000,"period":100000}},
+                "maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}"#,
+        );
+        let mut options = Options {
+            bundle: Some(dir.path().to_path_buf()),
+            ..Options::default()
+        };
+        let c = resolve(&options, Explain::default()).unwrap();
+        assert_eq!(c.hostname, "box");
+        assert!(c.readonly);
+        assert_eq!(
+            c.args,
+            vec![OsString::from("/bin/app"), OsString::from("-v")]
+        );
+        assert_eq!(c.cwd, PathBuf::from("/srv"));
+        assert_eq!(
+            c.user,
+            UserSpec::Ids {
+                uid: 1000,
+                gid: 100,
+                additional_gids: vec![5]
+            }
+        );
+        assert_eq!(c.caps.bounding, 1 << 5);
+        assert!(c.caps_from_bundle && c.no_new_privileges);
+        assert!(c.host_network, "no network namespace listed: the host's");
+        assert_eq!(c.masked, vec![PathBuf::from("/proc/kcore")]);
+        assert_eq!(c.limits.memory, Some(32 << 20));
+        assert_eq!(c.limits.pids, Some(50));
+        assert_eq!(c.limits.cpus, Some(0.25));
+
+        options.env = vec!["A=2".into()];
+        options.hostname = Some("flag".into());
+        options.memory = Some("64M".into());
+        options.net = Some(NetMode::None);
+        options.command = vec![OsString::from("sh")];
+        let c = resolve(&options, Explain::default()).unwrap();
+        assert_eq!(c.hostname, "flag");
+        assert_eq!(c.env, vec!["PATH=/bin".to_string(), "A=2".to_string()]);
+        assert_eq!(c.limits.memory, Some(64 << 20));
+        assert!(!c.host_network);
+        assert_eq!(c.args, vec![OsString::from("sh")]);
+    }
+
+    #[test]
+    fn unsafe_to_ignore_fields_are_refused() {
+        for (field, linux) in [
+            (
+                "linux.namespaces[user]",
+                r#"{"namespaces":[{"type":"user"}]}"#,
+            ),
+            (
+                "linux.namespaces[net].path",
+                r#"{"namespaces":[{"type":"network","path":"/proc/1/ns/net"}]}"#,
+            ),
+            (
+                "linux.uidMappings",
+                r#"{"uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#,
+            ),
+        ] {
+            let dir = bundle(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"user":{{"uid":0,"gid":0}},"cwd":"/"}},"linux":{linux}}}"#
+            ));
+            let options = Options {
+                bundle: Some(dir.path().to_path_buf()),
+                ..Options::default()
+            };
+            let err = resolve(&options, Explain::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
 
     #[test]
     fn hostnames_are_checked() {
