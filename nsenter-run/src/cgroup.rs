@@ -266,9 +266,8 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
         .collect()
 }
 
-/// The directory for a new cgroup `name` next to where `own` (this process'
-/// cgroup in that hierarchy) is, under the hierarchy mounted at `point`
-/// showing `root`.
+/// The directory for a new cgroup `name` below `own` (a cgroup in that
+/// hierarchy), under the hierarchy mounted at `point` showing `root`.
 pub fn child_dir(point: &Path, root: &Path, own: &Path, name: &str) -> PathBuf {
     let relative = own.strip_prefix(root).unwrap_or(own);
     let relative = relative.strip_prefix("/").unwrap_or(relative);
@@ -306,12 +305,15 @@ impl Cgroup {
         if limits.cpus.is_some() {
             wanted.push("cpu");
         }
+        // v2's "no internal processes" rule: a cgroup holding processes (ours
+        // does: nsenter-run is in it) cannot hand controllers to children, so
+        // the container's cgroup is a sibling there. v1 has no such rule: nested.
         let v2_dir = layout.unified.as_ref().map(|(point, root)| {
             let own_v2 = own
                 .iter()
                 .find(|(c, _)| c.is_empty())
                 .map_or(Path::new("/"), |(_, p)| p.as_path());
-            child_dir(point, root, own_v2, name)
+            child_dir(point, root, own_v2.parent().unwrap_or(Path::new("/")), name)
         });
         let v2_controllers = v2_dir
             .as_ref()
