@@ -735,3 +735,100 @@ fn runc_and_nsenter_run_see_a_bundle_the_same_way() {
     assert_eq!(text(&ours.stdout), text(&runc.stdout));
     assert!(text(&ours.stdout).contains("ANSWER=42"));
 }
+
+#[test]
+fn bundle_mount_targets_stay_inside_the_rootfs() {
+    if !ready("bundle_mount_targets_stay_inside_the_rootfs") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let sentinel = tempfile::tempdir().unwrap();
+    // An absolute symlink to a host directory on the way to a mount target.
+    std::os::unix::fs::symlink(sentinel.path(), root.path.join("escape")).unwrap();
+    let bundle = root.fs.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": root.path},
+        "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/",
+            "args": ["/bin/sh", "-c", "grep -c '/inside ' /proc/self/mountinfo"]},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/escape/inside", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}]}
+    });
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let before = host_mounts();
+    let launch = || {
+        Command::new(bins::bin("nsenter-run"))
+            .arg("--bundle")
+            .arg(&bundle)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // The link's target does not exist inside the rootfs: refused, nothing made on the host.
+    let out = launch();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("'/escape/inside'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(sentinel.path()).unwrap().count(),
+        0,
+        "the host directory was touched"
+    );
+
+    // It exists inside: the link is followed as if the rootfs were /, the mount lands there.
+    let inside = root.path.join(sentinel.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    let out = launch();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", text(&out.stderr));
+    assert_eq!(stdout, "1\n", "mounted in the container");
+    assert!(inside.join("inside").is_dir());
+    assert_eq!(
+        std::fs::read_dir(sentinel.path()).unwrap().count(),
+        0,
+        "the host directory was touched"
+    );
+    assert_eq!(before, host_mounts());
+}
+
+#[test]
+fn a_hostile_passwd_cannot_hang_or_redirect_the_lookup() {
+    if !ready("a_hostile_passwd_cannot_hang_or_redirect_the_lookup") {
+        return;
+    }
+    let root = busybox_snapshot();
+    let passwd = root.path.join("etc/passwd");
+    std::fs::remove_file(&passwd).unwrap();
+    // A FIFO would block a plain read forever.
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let started = Instant::now();
+    // (The commands read no passwd themselves: that would be the image's own hang.)
+    let out = run_sh(&root.path, &[], "grep -c Uid /proc/self/status");
+    assert_eq!(text(&out.stdout), "1\n", "{}", text(&out.stderr));
+    let out = run_sh(&root.path, &["--user", "nobody"], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no user 'nobody'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A symlink out of the rootfs reads the container's file, not the host's.
+    std::fs::remove_file(&passwd).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow-of-nothing", &passwd).unwrap();
+    let out = run_sh(&root.path, &["--user", "root"], "true");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stdout));
+}
