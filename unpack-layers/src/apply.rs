@@ -12,8 +12,11 @@
 //! `O_PATH|O_NOFOLLOW` fd and its `/proc/self/fd/N` name for calls with no
 //! such flag (chmod of a device node, xattrs of a symlink).
 //!
-//! Directory mtimes are set when the layer ends, since every entry written
-//! into a directory updates its mtime.
+//! A directory's times are set as soon as it is made. Every entry written into
+//! it afterwards changes its mtime, so the walk (`resolve.rs`) puts back the
+//! times a directory had when it entered it, when it leaves it: whatever the
+//! entry order, a directory ends with the times its own entry gave it, and
+//! memory stays proportional to the depth of the tree, not its size.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -86,8 +89,6 @@ pub enum LayerError {
     Limit(#[from] LimitError),
     #[error("interrupted by a signal")]
     Interrupted,
-    #[error("cannot set the times of directory '{}'", String::from_utf8_lossy(.0))]
-    DirTimes(Vec<u8>, #[source] Errno),
 }
 
 fn sys(op: &'static str) -> impl FnOnce(Errno) -> EntryError {
@@ -109,7 +110,6 @@ pub struct Applier {
     /// The kernel's name for the rootfs, to place entries reached via symlinks.
     root_real: Vec<u8>,
     same: SameLayer,
-    dir_times: Vec<(Vec<u8>, TimeSpec)>,
     buf: Vec<u8>,
     limits: Limits,
     entries: u64,
@@ -125,7 +125,6 @@ impl Applier {
             root_real: root_real_path(root.fd()),
             root,
             same: SameLayer::new(),
-            dir_times: Vec::new(),
             buf: vec![0; 256 << 10],
             limits,
             entries: 0,
@@ -146,7 +145,6 @@ impl Applier {
     /// Applies every entry of one uncompressed layer tar read from `tar`.
     pub fn apply_layer(&mut self, tar: impl Read) -> Result<(), LayerError> {
         self.same.clear();
-        self.dir_times.clear();
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(LayerError::Tar)? {
             let mut entry = entry.map_err(LayerError::Tar)?;
@@ -161,7 +159,7 @@ impl Applier {
                 .map_err(|source| LayerError::Entry { name, source })?;
         }
         self.root.finish_layer();
-        self.set_dir_times()
+        Ok(())
     }
 
     fn apply_entry(
@@ -212,7 +210,7 @@ impl Applier {
         meta: &Meta,
         data: &mut impl Read,
     ) -> Result<(), EntryError> {
-        let name = c_name(path.file_name().unwrap_or_default());
+        let name = leaf(path);
         let parent = self
             .root
             .dir(path.parent(), Missing::Create)?
@@ -247,7 +245,7 @@ impl Applier {
     }
 
     fn directory(&mut self, path: &EntryPath<'_>, meta: &Meta) -> Result<(), EntryError> {
-        let name = c_name(path.file_name().unwrap_or_default());
+        let name = leaf(path);
         let parent = self
             .root
             .dir(path.parent(), Missing::Create)?
@@ -297,7 +295,7 @@ impl Applier {
         }
         set_owner_mode(fd.as_fd(), meta, chown, merged)?;
         self.xattrs.set_fd(fd.as_fd(), meta)?;
-        self.dir_times.push((path.joined(), meta.mtime));
+        futimens(fd.as_fd(), &meta.mtime, &meta.mtime).map_err(sys("futimens"))?;
         let setgid = meta.mode & 0o2000 != 0;
         self.root.adopt(&path.components, fd, setgid, via_link);
         Ok(())
@@ -307,7 +305,8 @@ impl Applier {
         let fd = nix::unistd::dup(self.root.fd()).map_err(sys("dup"))?;
         set_owner_mode(fd.as_fd(), meta, true, true)?;
         self.xattrs.set_fd(fd.as_fd(), meta)?;
-        self.dir_times.push((Vec::new(), meta.mtime));
+        futimens(fd.as_fd(), &meta.mtime, &meta.mtime).map_err(sys("futimens"))?;
+        self.root.keep_root_times();
         Ok(())
     }
 
@@ -317,7 +316,7 @@ impl Applier {
         meta: &Meta,
         target: &[u8],
     ) -> Result<(), EntryError> {
-        let name = c_name(path.file_name().unwrap_or_default());
+        let name = leaf(path);
         let parent = self
             .root
             .dir(path.parent(), Missing::Create)?
@@ -405,7 +404,7 @@ impl Applier {
         if is_dir(target_st.st_mode) {
             return Err(EntryError::HardlinkToDirectory(target_name.to_vec()));
         }
-        let name = c_name(path.file_name().unwrap_or_default());
+        let name = leaf(path);
         let parent = self
             .root
             .dir(path.parent(), Missing::Create)?
@@ -460,7 +459,7 @@ impl Applier {
         kind: EntryType,
         header: &tar::Header,
     ) -> Result<(), EntryError> {
-        let name = c_name(path.file_name().unwrap_or_default());
+        let name = leaf(path);
         let (sflag, letter) = match kind {
             EntryType::Char => (SFlag::S_IFCHR, "c"),
             EntryType::Block => (SFlag::S_IFBLK, "b"),
@@ -557,41 +556,6 @@ impl Applier {
         if replaced {
             self.root.forget();
         }
-        Ok(())
-    }
-
-    /// Sets each directory's mtime now that nothing more is written into it.
-    fn set_dir_times(&mut self) -> Result<(), LayerError> {
-        let times = std::mem::take(&mut self.dir_times);
-        for (path, mtime) in times.iter().rev() {
-            let components: Vec<&[u8]> = path
-                .split(|&b| b == b'/')
-                .filter(|c| !c.is_empty())
-                .collect();
-            let Some((last, parent)) = components.split_last() else {
-                futimens(self.root.fd(), mtime, mtime)
-                    .map_err(|e| LayerError::DirTimes(Vec::new(), e))?;
-                continue;
-            };
-            // A whiteout later in the layer may have removed it: nothing to do.
-            let dir = match self.root.dir(parent, Missing::Lookup) {
-                Ok(Some(dir)) => dir,
-                Ok(None) => continue,
-                Err(e) => return Err(LayerError::DirTimes(path.clone(), e.source)),
-            };
-            match utimensat(
-                dir.as_fd(),
-                *last,
-                mtime,
-                mtime,
-                UtimensatFlags::NoFollowSymlink,
-            ) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(LayerError::DirTimes(path.clone(), e)),
-            }
-        }
-        self.dir_times = times;
-        self.dir_times.clear();
         Ok(())
     }
 
@@ -783,6 +747,12 @@ fn replace(dir: BorrowedFd<'_>, name: &CStr, explain: &Explain) -> Result<(), En
         format_args!("rm -rf {}", name.to_string_lossy()),
     );
     whiteout::remove_all(dir, name).map_err(sys("remove the existing entry"))
+}
+
+/// The entry's last component as a C string. Entries reaching the handlers
+/// are never the root (`apply_entry` deals with it first).
+fn leaf(path: &EntryPath<'_>) -> CString {
+    c_name(path.file_name().unwrap_or_default())
 }
 
 fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, EntryError> {

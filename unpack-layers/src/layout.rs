@@ -201,7 +201,7 @@ pub fn open(image: &ImageRef, platform: Option<&Platform>) -> Result<Image, Layo
         return Err(LayoutError::NotALayout(dir.clone()));
     }
     let index_path = dir.join("index.json");
-    let index_bytes = read_capped(&index_path, MAX_MANIFEST, "index.json")?;
+    let index_bytes = read_capped(&index_path, MAX_MANIFEST)?;
     let index: ImageIndex = parse_json(&index_bytes, &index_path, "image index")?;
     let tagged: Vec<&Descriptor> = index
         .manifests()
@@ -315,7 +315,7 @@ pub fn read_blob(dir: &Path, descriptor: &Descriptor, max: u64) -> Result<Vec<u8
     if descriptor.size() > max {
         return Err(LayoutError::TooLarge { digest, max });
     }
-    let bytes = read_capped(&path, max, "blob")?;
+    let bytes = read_capped(&path, max)?;
     if bytes.len() as u64 != descriptor.size() {
         return Err(LayoutError::Size {
             digest,
@@ -330,7 +330,7 @@ pub fn read_blob(dir: &Path, descriptor: &Descriptor, max: u64) -> Result<Vec<u8
     Ok(bytes)
 }
 
-fn read_capped(path: &Path, max: u64, _what: &str) -> Result<Vec<u8>, LayoutError> {
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LayoutError> {
     let io_err = |source| LayoutError::Io {
         path: path.to_owned(),
         source,

@@ -22,7 +22,7 @@ impl Default for Limits {
         Limits {
             max_size: 32 << 30,
             max_ratio: 200,
-            max_entries: 4_000_000,
+            max_entries: 2_000_000,
         }
     }
 }

@@ -21,7 +21,6 @@
 //! layer writes into keeps the times it had before (a lower layer's entry set
 //! them): they are read when the walk enters it and put back when it leaves.
 
-use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -160,6 +159,16 @@ impl Root {
     /// Drops the cached walk; called after anything is removed or replaced.
     pub fn forget(&mut self) {
         self.chain.clear();
+    }
+
+    /// The root's times were just set by a `./` entry: those are the ones to
+    /// put back when the layer ends.
+    pub fn keep_root_times(&mut self) {
+        if self.root_times.is_some() {
+            if let Ok(st) = fstat(self.fd.as_fd()) {
+                self.root_times = Some(Times::of(&st));
+            }
+        }
     }
 
     /// Ends a layer: every directory written into gets its times back.
@@ -461,10 +470,8 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::ffi::CString {
     std::ffi::CString::new(path).unwrap_or_default()
 }
 
-/// A component as a C string; entry names hold no NUL (`entry.rs` rejects it).
+/// A component as a C string. Entry names hold no NUL (`entry.rs` rejects
+/// them), so the empty fallback is never taken.
 pub fn c_name(name: &[u8]) -> std::ffi::CString {
     std::ffi::CString::new(name).unwrap_or_default()
 }
-
-/// `CStr` helper for the root's own "."
-pub const DOT: &CStr = c".";
