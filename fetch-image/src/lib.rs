@@ -237,40 +237,15 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
         &reporter,
     )?;
 
-    // Docker schema2 becomes OCI: same blobs, new manifest bytes.
-    let bytes = if docker {
-        let converted = manifest::docker_to_oci(&manifest).map_err(|source| Error::Manifest {
-            reference: reference.to_string(),
-            source,
-        })?;
-        reporter.explain(|| "# converting the Docker schema2 manifest to OCI media types".into());
-        serde_json::to_vec(&converted).map_err(|e| Error::Manifest {
-            reference: reference.to_string(),
-            source: ManifestError::Json(e.to_string()),
-        })?
-    } else {
-        bytes
-    };
+    let bytes = oci_manifest_bytes(&reference, &manifest, bytes, docker, &reporter)?;
+
     // The layout is created once there is something to put in it.
     let layout = Layout::create(&destination.dir)?;
-    // The config and each distinct layer the layout lacks (an image may list
-    // one layer twice; digests were checked when the manifest was parsed).
-    let mut distinct = std::collections::HashSet::new();
-    let blobs: Vec<_> = std::iter::once(manifest.config())
-        .chain(manifest.layers())
-        .filter(|b| distinct.insert(b.digest().clone()))
-        .cloned()
-        .collect();
-    let missing: Vec<_> = blobs
-        .iter()
-        .filter(|b| sha256_hex(b.digest()).map_or(true, |hex| !layout.has_blob(hex, b.size())))
-        .cloned()
-        .collect();
+    let (missing, total) = missing_blobs(&manifest, &layout);
     reporter.explain(|| {
         format!(
-            "# {} of {} blobs to download, the rest are in the layout",
-            missing.len(),
-            blobs.len()
+            "# {} of {total} blobs to download, the rest are in the layout",
+            missing.len()
         )
     });
 
@@ -310,6 +285,48 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
         None => format!("# index.json: (no tag) -> {digest}"),
     });
     Ok(digest)
+}
+
+/// The manifest as it goes into the layout: an OCI manifest byte for byte,
+/// a Docker schema2 one rewritten with OCI media types (same blobs, new
+/// digest).
+fn oci_manifest_bytes(
+    reference: &Reference,
+    manifest: &oci_spec::image::ImageManifest,
+    bytes: Vec<u8>,
+    docker: bool,
+    reporter: &Reporter,
+) -> Result<Vec<u8>, Error> {
+    if !docker {
+        return Ok(bytes);
+    }
+    let invalid = |source| Error::Manifest {
+        reference: reference.to_string(),
+        source,
+    };
+    let converted = manifest::docker_to_oci(manifest).map_err(invalid)?;
+    reporter.explain(|| "# converting the Docker schema2 manifest to OCI media types".into());
+    serde_json::to_vec(&converted).map_err(|e| invalid(ManifestError::Json(e.to_string())))
+}
+
+/// The config and each distinct layer the layout lacks (an image may list
+/// one layer twice; digests were checked when the manifest was parsed), and
+/// how many distinct blobs the image has.
+fn missing_blobs(
+    manifest: &oci_spec::image::ImageManifest,
+    layout: &Layout,
+) -> (Vec<oci_spec::image::Descriptor>, usize) {
+    let mut distinct = std::collections::HashSet::new();
+    let blobs: Vec<_> = std::iter::once(manifest.config())
+        .chain(manifest.layers())
+        .filter(|b| distinct.insert(b.digest().clone()))
+        .collect();
+    let missing = blobs
+        .iter()
+        .filter(|b| sha256_hex(b.digest()).map_or(true, |hex| !layout.has_blob(hex, b.size())))
+        .map(|b| (*b).clone())
+        .collect();
+    (missing, blobs.len())
 }
 
 /// `--creds`, else the auth files, unless `--no-creds`.
