@@ -79,27 +79,12 @@ if [ "$(id -u)" -ne 0 ]; then
     die "needs root: it mounts a btrfs, makes subvolumes and namespaces. Run: sudo $0 ${args[*]}"
 fi
 
-# Everything below runs in a mount namespace of our own: the loop mount and the
-# propagation change of step 1 never reach the host's mount table, and vanish
-# with the namespace even if this script is killed with SIGKILL. The namespace
-# starts with the host's propagation (shared, on systemd machines), which is
-# exactly what step 1, make-private, exists to cut.
-if [ "${DEMO_IN_OWN_MOUNT_NAMESPACE:-}" != yes ]; then
-    export DEMO_IN_OWN_MOUNT_NAMESPACE=yes
-    exec unshare --mount --propagation unchanged -- "$BASH" "${BASH_SOURCE[0]}" "${args[@]}"
-fi
-
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 case $target in /*) ;; *) target=$PWD/$target ;; esac
 
 mkdir -p "$workdir"
-cd "$workdir"
-# One demo at a time per workdir: they share the loop file and the subvolumes.
-exec 9>.demo.lock
-flock --nonblock 9 || die "another demo.sh is running in $workdir"
-
-fstype=$(stat --file-system --format=%T .)
+fstype=$(stat --file-system --format=%T "$workdir")
 loop=false
 [ "$fstype" = btrfs ] || loop=true
 
@@ -136,7 +121,9 @@ for tool in "${tools[@]}"; do
         stale="$target/release/$tool is missing"
         break
     fi
-    newer=$(find "$repo/$crate/src" "$repo/$crate/Cargo.toml" -newer "$target/release/$tool" -print -quit)
+    # (The tests crate's other binaries do not count: cargo would not relink image-builder for them.)
+    newer=$(find "$repo/$crate/src" "$repo/$crate/Cargo.toml" -path "$repo/tests/src/bin/*" ! -name image-builder.rs -prune \
+        -o -type f -newer "$target/release/$tool" -print -quit)
     if [ -n "$newer" ]; then
         stale="${newer#"$repo"/} is newer than $tool"
         break
@@ -149,7 +136,8 @@ if [ -n "$stale" ]; then
     cargo=$(command -v cargo) || cargo=$home/.cargo/bin/cargo
     [ -x "$cargo" ] || die "cargo is needed to build the tools ($stale): install Rust from https://rustup.rs and run again"
     say "building the tools, $stale:"
-    build=("$cargo" build --release --workspace --bins --manifest-path "$repo/Cargo.toml" --target-dir "$target")
+    build=("$cargo" build --release --workspace --manifest-path "$repo/Cargo.toml" --target-dir "$target")
+    for tool in "${tools[@]}"; do build+=(--bin "$tool"); done
     # Build as the user who ran sudo when the checkout is theirs: their toolchain,
     # and no root-owned files left in their target/.
     if [ "$invoker" != root ] && [ "$(stat --format=%U "$repo")" = "$invoker" ]; then
@@ -158,6 +146,22 @@ if [ -n "$stale" ]; then
         "${build[@]}"
     fi
 fi
+
+# ---- a mount namespace of our own ------------------------------------------------
+# Everything below runs in a mount namespace of our own: the loop mount and the
+# propagation change of step 1 never reach the host's mount table, and vanish
+# with the namespace even if this script is killed with SIGKILL. The namespace
+# starts with the host's propagation (shared, on systemd machines), which is
+# exactly what step 1, make-private, exists to cut.
+if [ "${DEMO_IN_OWN_MOUNT_NAMESPACE:-}" != yes ]; then
+    export DEMO_IN_OWN_MOUNT_NAMESPACE=yes
+    exec unshare --mount --propagation unchanged -- "$BASH" "${BASH_SOURCE[0]}" "${args[@]}"
+fi
+
+cd "$workdir"
+# One demo at a time per workdir: they share the loop file and the subvolumes.
+exec 9>.demo.lock
+flock --nonblock 9 || die "another demo.sh is running in $workdir"
 PATH=$target/release:$PATH
 
 # ---- undo everything on exit -----------------------------------------------------

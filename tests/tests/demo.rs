@@ -760,3 +760,60 @@ fn the_readme_first_command_in_a_fresh_clone() {
     );
     assert_nothing_left(&clone.join("demo-work"));
 }
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_wrong() {
+    for (args, says) in [
+        (
+            &["--fetch", "wget"][..],
+            "--fetch takes fetch-image or skopeo, not 'wget'",
+        ),
+        (
+            &["--unpack", "tar"][..],
+            "--unpack takes unpack-layers or umoci, not 'tar'",
+        ),
+        (&["--workdir"][..], "--workdir needs a directory"),
+        (&["--frobnicate"][..], "unknown option '--frobnicate'"),
+        (&["alpine", "debian"][..], "only one IMAGE"),
+        (
+            &["--offline", "alpine"][..],
+            "--offline runs the project's own busybox image",
+        ),
+    ] {
+        let output = demo(args).output().expect("run demo.sh");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "demo.sh {args:?}: {stderr}");
+        assert!(stderr.contains(says), "demo.sh {args:?}: {stderr}");
+    }
+    let help = demo(&["--help"]).output().expect("run demo.sh --help");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--workdir DIR"));
+}
+
+#[test]
+fn demo_refuses_to_run_without_root() {
+    let test = "demo_refuses_to_run_without_root";
+    // Root is needed to become someone else for this test.
+    if !prereq::require_root(test) || !prereq::require_commands(test, &["setpriv"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(workspace().join("demo.sh"))
+        .arg("--offline")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run demo.sh as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs root") && stderr.contains("sudo"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("demo-work").exists(),
+        "made a workdir before refusing"
+    );
+}
