@@ -82,7 +82,7 @@ pub fn enter(options: &EnterOptions, explain: Explain) -> Result<Exit, Error> {
         None => {
             drop(go_w);
             drop(err_r);
-            let code = child_main(go_r, err_w, || {
+            let code = child_main(Some(go_r), err_w, || {
                 explain.call(
                     format!("setns(pidfd of {pid}, CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWCGROUP)"),
                     format!("nsenter --target {pid} --mount --uts --ipc --net --cgroup"),
@@ -109,7 +109,7 @@ pub fn enter(options: &EnterOptions, explain: Explain) -> Result<Exit, Error> {
         // Not fatal: a container may run without limits in a cgroup we cannot write.
         let _ = cgroup::write_value(&dir.join("cgroup.procs"), &child.pid.to_string(), explain);
     }
-    let code = release_and_wait(&child, go_w, err_r, None, explain)?;
+    let code = release_and_wait(&child, Some(go_w), err_r, None, explain)?;
     Ok(Exit { code, note: None })
 }
 

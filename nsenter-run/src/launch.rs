@@ -1,7 +1,8 @@
 //! The launch, in two processes.
 //!
 //! The parent stays on the host: it clones the child into new namespaces, does
-//! whatever must be done from outside, then writes one byte on the *go* pipe.
+//! whatever must be done from outside (cgroup, veth, pid file), then writes one
+//! byte on the *go* pipe; with nothing to do from outside the child does not wait.
 //! The child, PID 1 of its PID namespace, builds its root, drops privileges and
 //! execs the command. Setup errors come back on a close-on-exec *error* pipe:
 //! EOF without a message means the execve succeeded. The parent then relays
@@ -42,6 +43,8 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let terminal = Terminal::save();
+    let needs_go =
+        !container.limits.is_empty() || container.veth.is_some() || container.pid_file.is_some();
 
     explain.call(
         format!("clone3({})", namespaces::flag_names(flags)),
@@ -54,7 +57,9 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
         None => {
             drop(go_w);
             drop(err_r);
-            let code = child_main(go_r, err_w, || setup(container, &old_mask, explain));
+            // Nothing to do from outside: no reason to make the child wait.
+            let go = needs_go.then_some(go_r);
+            let code = child_main(go, err_w, || setup(container, &old_mask, explain));
             // SAFETY: _exit ends the child without running the parent's
             // destructors or atexit handlers twice.
             unsafe { libc::_exit(code) }
@@ -92,7 +97,8 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
         }
     };
 
-    let status = release_and_wait(&child, go_w, err_r, container.pid_file.as_deref(), explain);
+    let go = needs_go.then_some(go_w);
+    let status = release_and_wait(&child, go, err_r, container.pid_file.as_deref(), explain);
     terminal.restore();
     let status = status?;
     let oom = cgroup.as_ref().map_or(0, Cgroup::oom_kills);
@@ -109,7 +115,7 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
 /// command runs), then relay signals until the child exits.
 pub(crate) fn release_and_wait(
     child: &namespaces::Child,
-    go: OwnedFd,
+    go: Option<OwnedFd>,
     report: OwnedFd,
     pid_file: Option<&Path>,
     explain: Explain,
@@ -127,7 +133,10 @@ pub(crate) fn release_and_wait(
         },
         None => None,
     };
-    let go = std::fs::File::from(go).write_all(b"g");
+    let go = match go {
+        Some(go) => std::fs::File::from(go).write_all(b"g"),
+        None => Ok(()),
+    };
     let mut text = Vec::new();
     let read = std::fs::File::from(report).read_to_end(&mut text);
     if go.is_err() || read.is_err() || !text.is_empty() {
@@ -178,16 +187,18 @@ impl Drop for PidFile {
 
 /// The child's side: wait for the go byte, set up, exec; report any failure.
 pub(crate) fn child_main(
-    go: OwnedFd,
+    go: Option<OwnedFd>,
     report: OwnedFd,
     setup: impl FnOnce() -> Result<Infallible, Error>,
 ) -> i32 {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut byte = [0u8; 1];
-        match std::fs::File::from(go).read(&mut byte) {
-            Ok(1) => {}
-            // The parent is gone or failed: nothing to report to.
-            _ => return Err(Error::Invalid("the parent process went away".to_string())),
+        if let Some(go) = go {
+            let mut byte = [0u8; 1];
+            match std::fs::File::from(go).read(&mut byte) {
+                Ok(1) => {}
+                // The parent is gone or failed: nothing to report to.
+                _ => return Err(Error::Invalid("the parent process went away".to_string())),
+            }
         }
         setup()
     }));
