@@ -43,7 +43,7 @@ pub fn download_all(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(blob) = blobs.get(i) else { break };
-                if abort.load(Ordering::SeqCst) {
+                if abort.load(Ordering::SeqCst) || crate::interrupted() {
                     break;
                 }
                 let job = Download {
@@ -74,6 +74,10 @@ pub fn download_all(
             });
         }
     });
+    // Ctrl-C: the temporary files go with `verified` as it drops.
+    if crate::interrupted() {
+        return Err(Error::Interrupted);
+    }
     match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
         None => Ok(verified.into_inner().unwrap_or_else(|e| e.into_inner())),
@@ -237,7 +241,7 @@ impl Download<'_, '_> {
         let mut response = response;
         let mut buffer = vec![0u8; CHUNK];
         loop {
-            if self.abort.load(Ordering::Relaxed) {
+            if self.abort.load(Ordering::Relaxed) || crate::interrupted() {
                 return Err(Attempt::Fatal(Error::Aborted));
             }
             let n = match response.read(&mut buffer) {

@@ -34,6 +34,7 @@ pub mod registry;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::image::Digest;
 
@@ -146,6 +147,16 @@ pub enum Error {
     /// Another download failed first; this one stopped.
     #[error("aborted")]
     Aborted,
+    #[error("interrupted; nothing was added to the layout")]
+    Interrupted,
+}
+
+/// Set from a SIGINT/SIGTERM handler (see main.rs): downloads stop between
+/// chunks, and the temporary files are removed on the way out.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// `oci:DIR[:TAG]`: the first ':' after the transport ends DIR, as in
@@ -239,6 +250,9 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
 
     let bytes = oci_manifest_bytes(&reference, &manifest, bytes, docker, &reporter)?;
 
+    if interrupted() {
+        return Err(Error::Interrupted);
+    }
     // The layout is created once there is something to put in it.
     let layout = Layout::create(&destination.dir)?;
     let (missing, total) = missing_blobs(&manifest, &layout);

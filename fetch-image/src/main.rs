@@ -60,6 +60,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    catch_interrupts();
     let options = fetch_image::Options {
         source: cli.source,
         destination: cli.destination,
@@ -88,7 +89,11 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             eprintln!("fetch-image: {}", chain(&err));
-            ExitCode::FAILURE
+            match err {
+                // 128 + SIGINT, as a shell reports a process killed by Ctrl-C.
+                fetch_image::Error::Interrupted => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -106,4 +111,26 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// SIGINT and SIGTERM only raise a flag the downloads check between chunks,
+/// so that the temporary files are removed; SA_RESETHAND makes a second
+/// Ctrl-C kill at once, as usual.
+fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        fetch_image::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESETHAND | SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe (signal-safety(7)); no other handler is replaced.
+        // A failure leaves the default action, which is still correct.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
 }

@@ -806,4 +806,3 @@ fn delete_follows_a_symlink_like_btrfs_progs_and_keeps_a_mount_point_safe() {
         "the subvolume under the mount was deleted"
     );
 }
-

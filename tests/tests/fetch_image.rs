@@ -1825,3 +1825,51 @@ fn unpack_layers_reads_what_fetch_image_writes() {
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["process"]["args"], serde_json::json!(["/bin/sh"]));
 }
+
+#[test]
+fn ctrl_c_mid_download_leaves_the_layout_as_it_was() {
+    if !have_registry("ctrl_c_mid_download_leaves_the_layout_as_it_was") {
+        return;
+    }
+    let faulty = Faulty::new(|seen, _, base, image| {
+        if is_blob(seen, &image.layers[1].digest) {
+            // Long enough for the test to press Ctrl-C while the temporary file exists.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        upstream(base, seen)
+    });
+    let before = faulty.seed_layout();
+    let child = fetch_image(faulty.work.path())
+        .arg(format!("{}/faulty:v1", faulty.proxy.host))
+        .arg(format!("oci:{}:v1", faulty.layout().display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !faulty
+        .proxy
+        .seen()
+        .iter()
+        .any(|s| is_blob(s, &faulty.big_layer()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the blob was never requested"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+    assert_unchanged(&faulty.layout(), &before);
+}
