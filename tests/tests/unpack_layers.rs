@@ -1447,3 +1447,42 @@ fn a_signal_mid_unpack_removes_the_bundle() {
     assert_refused(&s, &out, "interrupted by a signal");
     s.assert_contained();
 }
+
+#[test]
+fn rootfs_only_into_a_btrfs_subvolume() {
+    let test = "rootfs_only_into_a_btrfs_subvolume";
+    if !require_root(test) || !require_commands(test, &["mkfs.btrfs", "btrfs", "busybox"]) {
+        return;
+    }
+    let fs = tests::btrfs::LoopBtrfs::new(256);
+    let subvolume = fs.path().join("busybox");
+    let out = Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(&subvolume)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "btrfs subvolume create: {}",
+        stderr(&out)
+    );
+    let s = Scratch::new();
+    s.write_image(&busybox_image().build());
+    let out = Command::new(bin("unpack-layers"))
+        .args(["--quiet", "--rootfs-only", "--image"])
+        .arg(format!("{}:latest", s.layout().display()))
+        .arg(&subvolume)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(subvolume.join("bin/busybox").is_file());
+    assert!(!subvolume.join("etc/motd").exists());
+    assert!(!subvolume.join("config.json").exists());
+    // Still a subvolume: btrfs-progs sees it as one.
+    let out = Command::new("btrfs")
+        .args(["subvolume", "show"])
+        .arg(&subvolume)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

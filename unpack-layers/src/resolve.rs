@@ -475,3 +475,85 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::ffi::CString {
 pub fn c_name(name: &[u8]) -> std::ffi::CString {
     std::ffi::CString::new(name).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn setup() -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("real/deeper")).unwrap();
+        std::fs::create_dir(dir.path().join("outside")).unwrap();
+        symlink("/real", rootfs.join("abs")).unwrap();
+        symlink("../../../..", rootfs.join("real/up")).unwrap();
+        symlink(dir.path().join("outside"), rootfs.join("host")).unwrap();
+        symlink("/made/here", rootfs.join("dangling")).unwrap();
+        symlink("loop2", rootfs.join("loop1")).unwrap();
+        symlink("loop1", rootfs.join("loop2")).unwrap();
+        std::fs::write(rootfs.join("file"), "f").unwrap();
+        let root = Root::open(&rootfs).unwrap();
+        (dir, root)
+    }
+
+    /// Where `components` led, as the kernel names it, relative to the rootfs.
+    fn lands(root: &mut Root, components: &[&[u8]], missing: Missing) -> Option<String> {
+        let real = root_real_path(root.fd());
+        let dir = root.dir(components, missing).unwrap()?;
+        Some(String::from_utf8(real_path(&real, dir.as_fd()).unwrap()).unwrap())
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let (_dir, mut root) = setup();
+        assert_eq!(
+            lands(&mut root, &[b"abs", b"deeper"], Missing::Absent).unwrap(),
+            "real/deeper"
+        );
+        // `..` stops at the root: `real/up` is the root itself.
+        assert_eq!(
+            lands(&mut root, &[b"real", b"up", b"real"], Missing::Absent).unwrap(),
+            "real"
+        );
+        // An absolute link to a host path names that path inside the rootfs (missing there).
+        assert_eq!(lands(&mut root, &[b"host"], Missing::Absent), None);
+    }
+
+    #[test]
+    fn creating_walks_make_directories_and_link_targets_inside() {
+        let (dir, mut root) = setup();
+        assert_eq!(
+            lands(&mut root, &[b"new", b"sub"], Missing::Create).unwrap(),
+            "new/sub"
+        );
+        assert_eq!(
+            lands(&mut root, &[b"dangling", b"x"], Missing::Create).unwrap(),
+            "made/here/x"
+        );
+        // A file in the way becomes a directory.
+        assert_eq!(
+            lands(&mut root, &[b"file", b"y"], Missing::Create).unwrap(),
+            "file/y"
+        );
+        assert!(std::fs::read_dir(dir.path().join("outside"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    #[test]
+    fn absent_directories_are_reported_not_made() {
+        let (dir, mut root) = setup();
+        assert_eq!(lands(&mut root, &[b"nope", b"x"], Missing::Absent), None);
+        assert_eq!(lands(&mut root, &[b"file", b"x"], Missing::Lookup), None);
+        assert!(!dir.path().join("rootfs/nope").exists());
+    }
+
+    #[test]
+    fn symlink_loops_fail() {
+        let (_dir, mut root) = setup();
+        let err = root.dir(&[b"loop1", b"x"], Missing::Create).err().unwrap();
+        assert_eq!(err.source, Errno::ELOOP);
+    }
+}
