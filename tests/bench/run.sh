@@ -176,14 +176,17 @@ source_ref() { echo "docker://$registry/bench/$1:latest"; }
 # Helpers that hyperfine runs (it runs commands without a shell, -N, so that starting a
 # shell is not part of a millisecond-scale measurement).
 
-# clean PATH...: removes each path, a btrfs subvolume with `btrfs subvolume delete`, then
-# flushes, so no run pays for the previous run's writeback.
+# clean PATH...: removes each path, a btrfs subvolume with `btrfs subvolume delete` and then
+# waits for the btrfs cleaner to finish dropping it (`btrfs subvolume sync`); flushes last.
+# No run pays for the previous run's writeback or cleanup, which otherwise land in the next
+# snapshot's transaction commit.
 cat >"$helpers/clean" <<'EOF'
 #!/bin/sh
 set -eu
 for p in "$@"; do
     if [ -d "$p" ] && [ "$(stat -c %i "$p")" = 256 ] && [ "$(stat -f -c %T "$p")" = btrfs ]; then
         btrfs subvolume delete --commit-after "$p" >/dev/null
+        btrfs subvolume sync "$(dirname "$p")" >/dev/null
     elif [ -e "$p" ] || [ -L "$p" ]; then
         rm -rf "$p"
     fi
