@@ -46,7 +46,7 @@ fn smoke_run_writes_a_report_and_leaves_nothing_behind() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("report/benchmarks.md");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run.sh");
-    let mounts_before = mount_points();
+    let cgroup2_before = mount_points().contains(&"/sys/fs/cgroup/unified".to_owned());
 
     let run = Command::new(&script)
         .arg("--smoke")
@@ -126,11 +126,23 @@ fn smoke_run_writes_a_report_and_leaves_nothing_behind() {
         );
     }
 
-    // Its registry, tmpfs, loop btrfs and scratch directory are gone.
+    // Its tmpfs, loop btrfs, registry and scratch directory are gone, and the cgroup2 tree
+    // it hides from crun is hidden only in its own mount namespace. (Only the run's own
+    // mounts are looked for: other tests on the machine may mount things meanwhile.)
+    let mounts = mount_points();
+    let left: Vec<&String> = mounts.iter().filter(|m| m.contains("/bench.")).collect();
+    assert!(
+        left.is_empty(),
+        "mounts of the run left on the host: {left:?}"
+    );
     assert_eq!(
-        mount_points(),
-        mounts_before,
-        "the host's mount table changed"
+        mounts.contains(&"/sys/fs/cgroup/unified".to_owned()),
+        cgroup2_before
+    );
+    assert_eq!(
+        registries_of_a_run(),
+        Vec::<String>::new(),
+        "the run's registry still runs"
     );
     let loops = Command::new("losetup").arg("--list").output().unwrap();
     let loops = String::from_utf8_lossy(&loops.stdout);
@@ -139,6 +151,18 @@ fn smoke_run_writes_a_report_and_leaves_nothing_behind() {
         "a loop device of the run is still attached:\n{loops}"
     );
     assert!(!stderr.contains("scratch directory kept"), "{stderr}");
+}
+
+/// Command lines of running `docker-registry` processes serving a benchmark scratch directory.
+fn registries_of_a_run() -> Vec<String> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|p| std::fs::read(p.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("docker-registry") && c.contains("/bench."))
+        .collect()
 }
 
 /// The mount points of this process' mount namespace, sorted.
