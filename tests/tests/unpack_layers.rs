@@ -295,8 +295,9 @@ fn config_json(bundle: &Path) -> serde_json::Value {
 /// Three layers covering every entry type, ownership, modes, xattrs, whiteouts and type
 /// changes, to be unpacked identically by umoci and unpack-layers.
 /// `second` is the second layer's compression (umoci 0.4 reads no zstd). `for_umoci` leaves
-/// out the one case where umoci departs from THREATS.md: a layer writing `f/sub/x` over a
-/// lower file `f` (umoci fails with "not a directory"; here `f` becomes a directory).
+/// out the cases where umoci departs (see the crate README): a layer writing `f/sub/x` over a
+/// lower file `f` (umoci fails with "not a directory"; here `f` becomes a directory, as
+/// THREATS.md asks), and a v7 directory entry (umoci makes a file of it).
 fn every_entry_type(second: Compression, for_umoci: bool) -> ImageBuilder {
     let base = Layer::new()
         .dir("./", 0o755)
@@ -358,6 +359,10 @@ fn every_entry_type(second: Compression, for_umoci: bool) -> ImageBuilder {
         .file("var-run/pid", "1\n", 0o644);
     let mut second_layer = Layer::new();
     if !for_umoci {
+        // A v7 directory: type NUL, name ending in `/` (umoci makes it a file).
+        second_layer = second_layer
+            .raw(v7_directory(), "v7dir/", "")
+            .file("v7dir/f", "f\n", 0o644);
         second_layer = second_layer.file("becomes-dir/sub/x", "now a directory\n", 0o644);
     }
     let second_layer = second_layer
@@ -389,6 +394,18 @@ fn every_entry_type(second: Compression, for_umoci: bool) -> ImageBuilder {
         .working_dir("/home/app")
         .user("app")
         .label("org.example", "yes")
+}
+
+/// A pre-POSIX header for a directory: type NUL (no directory type existed), mode 0755.
+fn v7_directory() -> tar::Header {
+    let mut h = tar::Header::new_old();
+    h.set_entry_type(tar::EntryType::new(0));
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_500_000_000);
+    h.set_size(0);
+    h
 }
 
 /// About 2000 files in three layers with whiteouts: the "realistic" differential image.
@@ -560,6 +577,7 @@ fn every_entry_type_lands_as_the_spec_says() {
     );
     assert_eq!(node("replaced").kind, 'l');
     assert_eq!((node("var-run").kind, node("run/pid").kind), ('l', 'f'));
+    assert_eq!((node("v7dir").kind, node("v7dir").mode), ('d', 0o755));
     assert_eq!(
         node("etc/passwd-link").group,
         ["etc/passwd", "etc/passwd-link"]

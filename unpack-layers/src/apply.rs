@@ -168,9 +168,15 @@ impl Applier {
         name: &[u8],
         link: Option<&[u8]>,
     ) -> Result<(), EntryError> {
-        let kind = entry.header().entry_type();
+        let mut kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             return Ok(());
+        }
+        // A pre-POSIX (v7) archive has no directory type: a "regular" entry of
+        // type NUL whose name ends in `/` is a directory (as Go's archive/tar,
+        // and so umoci, read it).
+        if entry.header().as_old().linkflag[0] == 0 && name.ends_with(b"/") {
+            kind = EntryType::Directory;
         }
         let path = EntryPath::parse(name).map_err(EntryError::Name)?;
         if let Some(last) = path.file_name() {
