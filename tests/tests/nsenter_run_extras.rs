@@ -666,3 +666,21 @@ fn soak_two_hundred_containers_leave_the_host_as_it_was() {
     let leftovers: Vec<PathBuf> = leftover_cgroups();
     assert!(leftovers.is_empty(), "cgroups left: {leftovers:?}");
 }
+
+#[test]
+fn net_host_shares_the_host_network() {
+    if !ready("net_host_shares_the_host_network") {
+        return;
+    }
+    let root = busybox_snapshot();
+    in_test_netns(move || {
+        ip(&["link", "add", "hostnet-test", "type", "bridge"]);
+        let out = run(&root.path, &["--net", "host"], "ls /sys/class/net");
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stdout.lines().any(|l| l == "hostnet-test"), "{stdout}");
+        let out = run(&root.path, &[], "ls /sys/class/net");
+        assert_eq!(text(&out.stdout), "lo\n", "--net none: only lo");
+        ip(&["link", "del", "hostnet-test"]);
+    });
+}
