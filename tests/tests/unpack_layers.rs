@@ -1504,3 +1504,30 @@ fn rootfs_only_into_a_btrfs_subvolume() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn opaque_root_in_successive_layers() {
+    if !require_root("opaque_root_in_successive_layers") {
+        return;
+    }
+    let s = Scratch::new();
+    let out = s.run_layers(vec![
+        Layer::new().file("a", "a", 0o644),
+        Layer::new().file("b", "b", 0o644).raw_opaque_root(),
+        Layer::new().raw_opaque_root().file("c", "c", 0o644),
+    ]);
+    assert_ok(&out);
+    let names: Vec<String> = tree(&s.rootfs(), false).into_keys().collect();
+    assert_eq!(names, ["c"]);
+}
+
+/// An opaque marker for the root directory itself: `.wh..wh..opq` at the top.
+trait OpaqueRoot {
+    fn raw_opaque_root(self) -> Self;
+}
+
+impl OpaqueRoot for Layer {
+    fn raw_opaque_root(self) -> Self {
+        self.file(".wh..wh..opq", "", 0o644)
+    }
+}

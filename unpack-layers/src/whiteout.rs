@@ -128,7 +128,8 @@ pub fn remove_all(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
 /// of what lower layers put there, keeping what `same` says this layer wrote:
 /// a kept directory is itself emptied of its lower content, recursively.
 pub fn remove_lower(dir: BorrowedFd<'_>, path: &mut Vec<u8>, same: &SameLayer) -> nix::Result<()> {
-    let mut d = Dir::from_fd(nix::unistd::dup(dir)?)?;
+    // A fresh open description of the same directory: its own read offset.
+    let mut d = open_dir_nofollow(dir, c".")?;
     let names = children(&mut d)?;
     for child in names {
         let len = path.len();
