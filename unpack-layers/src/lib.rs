@@ -286,10 +286,12 @@ fn unpack_into(
     // Modes come from the layer exactly; the caller's umask must not mask them.
     explain.say(format_args!("umask(0)"), format_args!("umask 0"));
     umask(Mode::empty());
-    let root = Root::open(&target.rootfs).map_err(|e| Error::Create {
-        path: target.rootfs.clone(),
-        source: e.into(),
-    })?;
+    let root = Root::open(&target.rootfs)
+        .map(|root| root.explain(explain))
+        .map_err(|e| Error::Create {
+            path: target.rootfs.clone(),
+            source: e.into(),
+        })?;
     explain.say(
         format_args!("open({:?}, O_DIRECTORY)", target.rootfs),
         format_args!("cd {}", target.rootfs.display()),

@@ -31,6 +31,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::entry::join;
+use crate::explain::Explain;
 
 /// Directories kept open for the current walk; deeper ones are walked uncached
 /// so a hostile nesting cannot exhaust file descriptors.
@@ -50,6 +51,7 @@ pub struct Root {
     chain: Vec<Link>,
     /// The root's own times before this layer first wrote into it.
     root_times: Option<Times>,
+    explain: Explain,
 }
 
 struct Link {
@@ -149,7 +151,14 @@ impl Root {
             fd,
             chain: Vec::new(),
             root_times: None,
+            explain: Explain::default(),
         })
+    }
+
+    /// Says each symlinked directory the kernel resolves inside the root.
+    pub fn explain(mut self, explain: Explain) -> Root {
+        self.explain = explain;
+        self
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -210,7 +219,16 @@ impl Root {
                 (None, None) => (self.fd.as_fd(), false),
             };
             let (fd, followed) = match step(self.fd.as_fd(), here, &components[..=i], missing)? {
-                Stepped::Open(fd, followed) => (fd, followed),
+                Stepped::Open(fd, followed) => {
+                    if followed {
+                        let prefix = String::from_utf8_lossy(&join(&components[..=i])).into_owned();
+                        self.explain.say(
+                            format_args!("openat2(rootfs, {prefix:?}, RESOLVE_IN_ROOT)"),
+                            format_args!("chroot rootfs readlink -f /{prefix}"),
+                        );
+                    }
+                    (fd, followed)
+                }
                 Stepped::Missing => return Ok(None),
                 Stepped::Dangling => {
                     // A symlink to a directory that does not exist yet: make it,
