@@ -13,7 +13,8 @@
 //! image under OCI and Docker media types and as a multi-platform index. Every way through
 //! the chain must give the same container view: the hostname, the shell as PID 1, the file the
 //! second layer adds, the file its whiteout deletes gone, the environment the image config
-//! sets, the same root directory.
+//! sets, the same root directory. Failures along the way must each say what failed in one
+//! line, exit with SPEC's status and leave nothing half-done.
 //!
 //! Each test mounts its loop btrfs inside a private mount namespace of its own
 //! (`tests::mountns`), and checks the host's mount table is the same afterwards.
@@ -651,5 +652,183 @@ fn btrfs_progs_and_btrfs_snap_swap_both_ways() {
             format!("btrfs-snap show lacks the parent uuid {source_uuid}:\n{snap_show}"),
         )?;
         Ok(())
+    });
+}
+
+/// A one-line `TOOL: ...` error naming `names`, exit status `code`, nothing on stdout.
+fn fails(what: &str, cmd: &mut Command, code: i32, names: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let stderr = text(&out.stderr);
+    let tool = what.split(' ').next().unwrap_or_default();
+    check(
+        out.status.code() == Some(code)
+            && out.stdout.is_empty()
+            && stderr.lines().count() == 1
+            && stderr.starts_with(&format!("{tool}: "))
+            && stderr.contains(names),
+        format!(
+            "{what}: want exit {code} and one line naming '{names}', got {}: stdout {:?}, stderr {stderr:?}",
+            out.status,
+            text(&out.stdout)
+        ),
+    )
+}
+
+/// Failures along the chain, as a user meets them: each says what failed in one line, exits
+/// with the status SPEC gives, and leaves nothing half-done (no layout, no bundle, the
+/// subvolume emptied but kept, no stray subvolume).
+#[test]
+fn failures_along_the_chain_leave_nothing_behind() {
+    let test = "failures_along_the_chain_leave_nothing_behind";
+    if !ready(test, &[]) {
+        return;
+    }
+    let registry = Registry::start(RegistryConfig::default());
+    let image = busybox(MediaTypes::Oci);
+    image.push(&registry, "library/busybox", "latest").unwrap();
+    let host = registry.host().to_string();
+    let home = tempfile::tempdir().unwrap();
+    // A layout whose second layer was damaged after the fact.
+    let damaged = tempfile::tempdir().unwrap();
+    image.write_oci_layout(damaged.path(), "latest").unwrap();
+    let last = image
+        .layers
+        .last()
+        .unwrap()
+        .digest
+        .trim_start_matches("sha256:");
+    let blob = damaged.path().join("blobs/sha256").join(last);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+
+    on_private_btrfs(|fs| {
+        let layout = fs.join("oci-images/busybox");
+        fails(
+            "fetch-image of a missing tag",
+            fetch_image(home.path())
+                .arg(format!("docker://{host}/library/busybox:nope"))
+                .arg(format!("oci:{}:nope", layout.display())),
+            1,
+            "nope",
+        )?;
+        check(!layout.exists(), "a failed fetch left a layout behind")?;
+        fetch(
+            home.path(),
+            &format!("{host}/library/busybox"),
+            &layout,
+            "latest",
+            &[],
+        )?;
+
+        std::fs::create_dir(fs.join("unpacked")).map_err(|e| e.to_string())?;
+        let bundle = fs.join("unpacked/tutorial");
+        fails(
+            "unpack-layers of a missing tag",
+            tool("unpack-layers")
+                .arg("--image")
+                .arg(format!("{}:nope", layout.display()))
+                .arg(&bundle),
+            1,
+            "nope",
+        )?;
+        check(!bundle.exists(), "a failed unpack left a bundle behind")?;
+        fails(
+            "unpack-layers of a damaged layer",
+            tool("unpack-layers")
+                .arg("--image")
+                .arg(format!("{}:latest", damaged.path().display()))
+                .arg(&bundle),
+            1,
+            last,
+        )?;
+        check(!bundle.exists(), "a failed unpack left a bundle behind")?;
+
+        let subvolume = fs.join("images-busybox");
+        btrfs_snap(&["create".as_ref(), &subvolume])?;
+        fails(
+            "unpack-layers --rootfs-only of a damaged layer",
+            tool("unpack-layers")
+                .arg("--rootfs-only")
+                .arg("--image")
+                .arg(format!("{}:latest", damaged.path().display()))
+                .arg(&subvolume),
+            1,
+            last,
+        )?;
+        let left = std::fs::read_dir(&subvolume)
+            .map_err(|e| e.to_string())?
+            .count();
+        check(
+            left == 0,
+            format!("the subvolume kept {left} entries after a failed unpack"),
+        )?;
+        unpack(&layout, "latest", &subvolume, &["--rootfs-only"])?;
+
+        let container = fs.join("tutorial");
+        btrfs_snap(&["snapshot".as_ref(), &subvolume, &container])?;
+        fails(
+            "btrfs-snap snapshot onto an existing path",
+            tool("btrfs-snap")
+                .arg("snapshot")
+                .arg(&subvolume)
+                .arg(&container),
+            1,
+            "tutorial",
+        )?;
+        fails(
+            "btrfs-snap create outside btrfs",
+            tool("btrfs-snap").arg("create").arg(home.path().join("x")),
+            1,
+            "not btrfs",
+        )?;
+        let listed = run("btrfs-snap list", tool("btrfs-snap").arg("list").arg(fs))?;
+        check(
+            listed.lines().count() == 2,
+            format!("stray subvolumes after the failures: {listed}"),
+        )?;
+
+        fails(
+            "nsenter-run of a missing rootfs",
+            tool("nsenter-run")
+                .arg("--rootfs")
+                .arg(fs.join("nothere"))
+                .args(["--", "/bin/true"]),
+            125,
+            "nothere",
+        )?;
+        fails(
+            "nsenter-run of a missing command",
+            tool("nsenter-run")
+                .arg("--rootfs")
+                .arg(&container)
+                .args(["--", "/bin/nothere"]),
+            127,
+            "/bin/nothere",
+        )?;
+        fails(
+            "nsenter-run of a file that is not executable",
+            tool("nsenter-run")
+                .arg("--rootfs")
+                .arg(&container)
+                .args(["--", "/etc/issue"]),
+            126,
+            "/etc/issue",
+        )?;
+        let status = tool("nsenter-run")
+            .arg("--rootfs")
+            .arg(&container)
+            .args(["--", "/bin/sh", "-c", "exit 3"])
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        check(
+            status.code() == Some(3),
+            format!("exit 3 came back as {status}"),
+        )
     });
 }
