@@ -24,7 +24,7 @@ use nix::unistd::{pipe2, Gid, Pid, Uid};
 use crate::cgroup::Cgroup;
 use crate::explain::Explain;
 use crate::user::{self, Identity};
-use crate::veth::{self, Veth};
+use crate::veth;
 use crate::{caps, exec, init, namespaces, rootfs, signals, Container, Error};
 
 /// How the container ended.
@@ -68,33 +68,25 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     drop(go_r);
     drop(err_w);
 
-    // From outside, while the child waits: its cgroup, its network cable.
-    let outside = (|| -> Result<(Option<Cgroup>, Option<Veth>), Error> {
-        let cgroup = if container.limits.is_empty() {
-            None
-        } else {
-            let cgroup = Cgroup::create(
-                &container.limits,
-                &format!("nsenter-run-{}", child.pid),
-                explain,
-            )?;
-            cgroup.join(child.pid.as_raw())?;
-            Some(cgroup)
-        };
-        let veth = match &container.veth {
-            Some(plan) => Some(veth::setup(plan, child.pid.as_raw(), explain)?),
-            None => None,
-        };
-        Ok((cgroup, veth))
-    })();
-    let (cgroup, veth) = match outside {
-        Ok(done) => done,
-        Err(err) => {
-            let _ = signals::send(child.pidfd.as_fd(), Signal::SIGKILL);
-            let _ = waitpid(child.pid, None);
-            terminal.restore();
-            return Err(err);
-        }
+    // From outside, while the child waits: its cgroup, its network cable. On a
+    // failure the child is killed and reaped *before* the cgroup and the veth
+    // are dropped: a cgroup still holding a process cannot be removed.
+    let abort = |err: Error| {
+        let _ = signals::send(child.pidfd.as_fd(), Signal::SIGKILL);
+        let _ = waitpid(child.pid, None);
+        terminal.restore();
+        err
+    };
+    let cgroup = match join_cgroup(container, child.pid, explain) {
+        Ok(cgroup) => cgroup,
+        Err(err) => return Err(abort(err)),
+    };
+    let veth = match &container.veth {
+        Some(plan) => match veth::setup(plan, child.pid.as_raw(), explain) {
+            Ok(veth) => Some(veth),
+            Err(err) => return Err(abort(err)),
+        },
+        None => None,
     };
 
     let go = needs_go.then_some(go_w);
@@ -109,6 +101,16 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
             .to_string()
     });
     Ok(Exit { code: status, note })
+}
+
+/// `--memory`, `--pids`, `--cpus`: the container's cgroup, with the child in it.
+fn join_cgroup(container: &Container, pid: Pid, explain: Explain) -> Result<Option<Cgroup>, Error> {
+    if container.limits.is_empty() {
+        return Ok(None);
+    }
+    let cgroup = Cgroup::create(&container.limits, &format!("nsenter-run-{pid}"), explain)?;
+    cgroup.join(pid.as_raw())?;
+    Ok(Some(cgroup))
 }
 
 /// Write the pid file and the go byte, wait for the setup report (EOF: the

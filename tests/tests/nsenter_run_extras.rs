@@ -335,6 +335,25 @@ fn bad_network_requests_are_refused_cleanly() {
         );
         ip(&["link", "del", "used-test"]);
         assert_eq!(links(), before, "a refused launch left a link behind");
+
+        // A veth failure after the cgroup was made and joined: the cgroup goes too.
+        let _cgroups = cgroup_lock();
+        let out = run(
+            &root.path,
+            &[
+                "--memory",
+                "32M",
+                "--net",
+                "veth",
+                "--ip",
+                "10.205.0.2/24",
+                "--bridge",
+                "no-such-br",
+            ],
+            "echo ran",
+        );
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
     });
 }
 
