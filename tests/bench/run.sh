@@ -83,9 +83,14 @@ for tool in bench-image bench-report; do
     [ -x "$bin_dir/$tool" ] || die "'$bin_dir/$tool' not found: cargo build --workspace --bins"
 done
 
+# Absolute paths: the helpers and hyperfine's commands run from other directories.
+mkdir -p "$inputs" "$(dirname "$out")"
+inputs=$(cd "$inputs" && pwd)
+out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+
 work=$(mktemp -d /var/tmp/bench.XXXXXX)
 results="$work/results" tmpfs="$work/tmpfs" btrfs_mnt="$work/btrfs" helpers="$work/bin"
-mkdir -p "$results" "$tmpfs" "$btrfs_mnt" "$helpers" "$work/probe" "$inputs"
+mkdir -p "$results" "$tmpfs" "$btrfs_mnt" "$helpers" "$work/probe"
 registry_pid=""
 
 cleanup() {
@@ -97,8 +102,9 @@ cleanup() {
     for id in bench-crun bench-crun-probe; do
         [ -e "/run/crun/$id" ] && crun delete -f "$id"
     done
-    if [ -n "$registry_pid" ]; then
-        kill "$registry_pid" && wait "$registry_pid" 2>/dev/null
+    if [ -n "$registry_pid" ] && kill -0 "$registry_pid" 2>/dev/null; then
+        kill "$registry_pid"
+        wait "$registry_pid"
     fi
     # mount -o loop set the loop device to autoclear: unmounting also detaches it.
     mountpoint -q "$btrfs_mnt" && umount "$btrfs_mnt"
@@ -403,6 +409,8 @@ done
 bench start "$start_runs" 3 "" \
     "nsenter-run --bundle" "nsenter-run --bundle" "$(q "$bin_dir/nsenter-run" --bundle "$bundle")" \
     "nsenter-run --rootfs" "nsenter-run --rootfs" "$(q "$bin_dir/nsenter-run" --rootfs "$rootfs" -- /bin/true)" \
+    "nsenter-run --rootfs --privileged" "nsenter-run --rootfs" \
+    "$(q "$bin_dir/nsenter-run" --rootfs "$rootfs" --privileged -- /bin/true)" \
     "crun run" "crun run" "$(q crun run --bundle "$bundle" bench-crun)" \
     "runc run" "runc run" "$(q runc run --bundle "$bundle" bench-runc)" \
     bwrap bwrap "$(q bwrap --unshare-all --bind "$rootfs" / --proc /proc --dev /dev /bin/true)" \
@@ -480,6 +488,5 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r'; }
     printf 'registry\t%s\n' "$(version docker-registry --version)"
 } >"$results/meta.tsv"
 
-mkdir -p "$(dirname "$out")"
 "$bin_dir/bench-report" "$results" "$out" --notes "$repo/tests/bench/notes.md"
 say "report written to $out"
