@@ -44,7 +44,7 @@ pub enum LayoutError {
     BadIndex {
         path: PathBuf,
         #[source]
-        source: oci_spec::OciSpecError,
+        source: serde_json::Error,
     },
     #[error("cannot build index.json entry")]
     Build(#[source] oci_spec::OciSpecError),
@@ -158,12 +158,10 @@ impl Layout {
 
         let path = self.dir.join("index.json");
         let mut index = match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<ImageIndex>(&bytes).map_err(|e| LayoutError::BadIndex {
-                    path: path.clone(),
-                    source: e.into(),
-                })?
-            }
+            Ok(bytes) => parse_index(&bytes).map_err(|source| LayoutError::BadIndex {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) if e.kind() == ErrorKind::NotFound => ImageIndexBuilder::default()
                 .schema_version(2u32)
                 .manifests(Vec::new())
@@ -241,6 +239,16 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), LayoutError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io("chmod", path))
 }
 
+/// Reads an `index.json`, taking `"manifests": null` as an empty list: that is what
+/// `umoci init` writes for a new layout, and skopeo accepts it too.
+fn parse_index(bytes: &[u8]) -> Result<ImageIndex, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(manifests) = value.get_mut("manifests").filter(|m| m.is_null()) {
+        *manifests = serde_json::Value::Array(Vec::new());
+    }
+    serde_json::from_value(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +314,12 @@ mod tests {
             Layout::create(dir.path()),
             Err(LayoutError::NotALayout { .. })
         ));
+    }
+
+    #[test]
+    fn an_index_from_umoci_init_with_null_manifests_reads_as_empty() {
+        let index = parse_index(br#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        assert!(index.manifests().is_empty());
+        assert!(parse_index(br#"{"schemaVersion":2,"manifests":7}"#).is_err());
     }
 }

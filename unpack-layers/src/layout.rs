@@ -202,7 +202,7 @@ pub fn open(image: &ImageRef, platform: Option<&Platform>) -> Result<Image, Layo
     }
     let index_path = dir.join("index.json");
     let index_bytes = read_capped(&index_path, MAX_MANIFEST)?;
-    let index: ImageIndex = parse_json(&index_bytes, &index_path, "image index")?;
+    let index = parse_index(&index_bytes, &index_path)?;
     let tagged: Vec<&Descriptor> = index
         .manifests()
         .iter()
@@ -278,7 +278,7 @@ fn resolve_manifest(
     let bytes = read_blob(dir, &descriptor, MAX_MANIFEST)?;
     let path = blob_path(dir, &digest)?;
     if is_index(&media_type) {
-        let index: ImageIndex = parse_json(&bytes, &path, "image index")?;
+        let index = parse_index(&bytes, &path)?;
         let next = pick_platform(index.manifests().iter(), platform)?.clone();
         return resolve_manifest(dir, next, platform, depth + 1);
     }
@@ -344,6 +344,20 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LayoutError> {
     Ok(bytes)
 }
 
+/// Reads an image index, taking `"manifests": null` as an empty list: that is what
+/// `umoci init` writes for a new layout, and skopeo accepts it too.
+fn parse_index(bytes: &[u8], path: &Path) -> Result<ImageIndex, LayoutError> {
+    let mut value: serde_json::Value = parse_json(bytes, path, "image index")?;
+    if let Some(manifests) = value.get_mut("manifests").filter(|m| m.is_null()) {
+        *manifests = serde_json::Value::Array(Vec::new());
+    }
+    serde_json::from_value(value).map_err(|source| LayoutError::Json {
+        path: path.to_owned(),
+        what: "image index",
+        source,
+    })
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     path: &Path,
@@ -359,6 +373,14 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_from_umoci_init_with_null_manifests_reads_as_empty() {
+        let path = Path::new("index.json");
+        let index = parse_index(br#"{"schemaVersion":2,"manifests":null}"#, path).unwrap();
+        assert!(index.manifests().is_empty());
+        assert!(parse_index(br#"{"schemaVersion":2,"manifests":7}"#, path).is_err());
+    }
 
     #[test]
     fn image_refs() {
