@@ -30,11 +30,12 @@ fn have_registry(test: &str) -> bool {
     prereq::require_commands(test, REQUIRED_COMMANDS)
 }
 
+fn start_registry(auth: Auth, tls: bool) -> Registry {
+    Registry::start(RegistryConfig { auth, tls })
+}
+
 fn anonymous() -> Registry {
-    Registry::start(RegistryConfig {
-        auth: Auth::Anonymous,
-        tls: false,
-    })
+    start_registry(Auth::Anonymous, false)
 }
 
 /// fetch-image with a clean environment: no auth file of the machine's user is found.
@@ -73,6 +74,40 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The run failed (exit code 1) with `needle` in its error message.
+fn assert_fails(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+}
+
+/// `skopeo copy` of `source` into `oci:DIR:TAG`, the peer to compare with.
+fn skopeo_copy(flags: &[&str], source: &str, dest: &Path, tag: &str) {
+    let status = Command::new("skopeo")
+        .arg("copy")
+        .args(flags)
+        .arg(source)
+        .arg(format!("oci:{}:{tag}", dest.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "skopeo copy {source}");
+}
+
+/// `umoci unpack --rootless` of `layout:tag` into `bundle`.
+fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
 }
 
 /// Pulls `source` into `dest` (`DIR:TAG`), asserting success; returns the digest printed.
@@ -132,6 +167,11 @@ fn temp_files(layout: &Path) -> Vec<String> {
     found
 }
 
+fn read_manifest(layout: &Path, digest: &str) -> ImageManifest {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
 fn read_index(layout: &Path) -> ImageIndex {
     serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap()
 }
@@ -165,9 +205,7 @@ fn assert_layout_valid(layout: &Path) {
         );
     }
     for entry in read_index(layout).manifests() {
-        let path = layout.join("blobs/sha256").join(entry.digest().digest());
-        let manifest: ImageManifest =
-            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let manifest = read_manifest(layout, entry.digest().digest());
         assert_eq!(
             manifest
                 .media_type()
@@ -240,12 +278,7 @@ fn pulls_busybox_like_skopeo_and_umoci_reads_it() {
     assert_layout_valid(&ours);
     assert_eq!(tags(&ours).get("1.36"), Some(&digest));
 
-    let status = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", &source])
-        .arg(format!("oci:{}:1.36", theirs.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    skopeo_copy(&["--src-tls-verify=false"], &source, &theirs, "1.36");
     assert_eq!(
         blob_names(&ours),
         blob_names(&theirs),
@@ -270,17 +303,7 @@ fn pulls_busybox_like_skopeo_and_umoci_reads_it() {
     assert!(String::from_utf8_lossy(&inspect.stdout).contains(&digest));
 
     let bundle = work.path().join("bundle");
-    let unpack = Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:1.36", ours.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        unpack.status.success(),
-        "{}",
-        String::from_utf8_lossy(&unpack.stderr)
-    );
+    umoci_unpack(&ours, "1.36", &bundle);
     assert!(bundle.join("rootfs/etc/passwd").is_file());
 }
 
@@ -305,10 +328,7 @@ fn converts_docker_schema2_keeping_every_blob() {
         "the converted manifest is a new document"
     );
     assert_layout_valid(&ours);
-    let manifest: ImageManifest = serde_json::from_slice(
-        &std::fs::read(ours.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
-    )
-    .unwrap();
+    let manifest = read_manifest(&ours, &digest);
     assert_eq!(
         manifest.config().media_type().to_string(),
         "application/vnd.oci.image.config.v1+json"
@@ -322,20 +342,13 @@ fn converts_docker_schema2_keeping_every_blob() {
         );
     }
 
-    let status = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{source}"))
-        .arg(format!("oci:{}:latest", theirs.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let theirs_manifest: ImageManifest = {
-        let digest = &tags(&theirs)["latest"];
-        serde_json::from_slice(
-            &std::fs::read(theirs.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
-        )
-        .unwrap()
-    };
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &format!("docker://{source}"),
+        &theirs,
+        "latest",
+    );
+    let theirs_manifest = read_manifest(&theirs, &tags(&theirs)["latest"]);
     // Same layers under the same media types; skopeo re-encodes the config (new digest),
     // fetch-image keeps it byte for byte.
     assert_eq!(manifest.layers(), theirs_manifest.layers());
@@ -413,13 +426,8 @@ fn reports_missing_images_and_bad_references() {
     let output = run(fetch_image(work.path())
         .arg(format!("{}/nothing/here:v9", registry.host()))
         .arg(&layout));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("image or tag not found:")
-            && stderr(&output).contains("nothing/here:v9"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "image or tag not found:");
+    assert_fails(&output, "nothing/here:v9");
     assert!(blob_names(&layout).is_empty());
     assert!(!layout.join("index.json").exists());
 
@@ -428,12 +436,7 @@ fn reports_missing_images_and_bad_references() {
     let output = run(fetch_image(work.path())
         .arg(format!("{}/UPPER/case", registry.host()))
         .arg(&layout));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("must be lowercase"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "must be lowercase");
     assert_eq!(registry.log().lines().count(), before);
 }
 
@@ -451,13 +454,13 @@ fn basic_auth_with_creds_and_wrong_password() {
     if !have_registry("basic_auth_with_creds_and_wrong_password") {
         return;
     }
-    let registry = Registry::start(RegistryConfig {
-        auth: Auth::Basic {
+    let registry = start_registry(
+        Auth::Basic {
             user: "alice".into(),
             password: "s3cret".into(),
         },
-        tls: false,
-    });
+        false,
+    );
     small_image("basic")
         .push(&registry, "private/app", "1")
         .unwrap();
@@ -478,22 +481,13 @@ fn basic_auth_with_creds_and_wrong_password() {
     let output = run(fetch_image(work.path())
         .args(["--creds", "alice:wrong", &source])
         .arg(&other));
-    assert_eq!(output.status.code(), Some(1));
+    assert_fails(&output, "credentials for 'alice' were refused");
     let err = stderr(&output);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(
-        err.contains("credentials for 'alice' were refused"),
-        "{err}"
-    );
     assert!(blob_names(&other).is_empty());
 
     let output = run(fetch_image(work.path()).arg(&source).arg(&other));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("needs credentials"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "needs credentials");
 }
 
 /// Where the auth file goes, the environment that points at it, the key inside.
@@ -504,13 +498,13 @@ fn token_auth_from_every_auth_file_location() {
     if !have_registry("token_auth_from_every_auth_file_location") {
         return;
     }
-    let registry = Registry::start(RegistryConfig {
-        auth: Auth::Token {
+    let registry = start_registry(
+        Auth::Token {
             user: "bob".into(),
             password: "hunter2".into(),
         },
-        tls: false,
-    });
+        false,
+    );
     small_image("token")
         .push(&registry, "team/app", "v1")
         .unwrap();
@@ -586,21 +580,11 @@ fn token_auth_from_every_auth_file_location() {
         .arg(&layout));
     assert!(output.status.success(), "{}", stderr(&output));
     let output = run(fetch_image(home.path()).arg(&source).arg(&layout));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("credentials for 'bob' were refused"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "credentials for 'bob' were refused");
     let output = run(fetch_image(home.path())
         .args(["--no-creds", &source])
         .arg(&layout));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("needs credentials"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "needs credentials");
 
     // Anonymous tokens, as Docker Hub gives for public images.
     registry.set_anonymous_pull(true);
@@ -614,10 +598,7 @@ fn tls_needs_the_ca_and_never_falls_back_to_http() {
     if !have_registry("tls_needs_the_ca_and_never_falls_back_to_http") {
         return;
     }
-    let registry = Registry::start(RegistryConfig {
-        auth: Auth::Anonymous,
-        tls: true,
-    });
+    let registry = start_registry(Auth::Anonymous, true);
     small_image("tls").push(&registry, "tls/app", "1").unwrap();
     let work = tempfile::tempdir().unwrap();
     let source = format!("{}/tls/app:1", registry.host());
@@ -630,12 +611,7 @@ fn tls_needs_the_ca_and_never_falls_back_to_http() {
     let layout = work.path().join("without-ca");
     let before = registry.log();
     let output = run(fetch_image(work.path()).arg(&source).arg(&layout));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("certificate"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "certificate");
     assert!(blob_names(&layout).is_empty());
     assert_eq!(
         count(&registry.log(), "GET /v2/tls"),
@@ -703,10 +679,7 @@ fn picks_platforms_from_indexes_and_manifest_lists() {
             assert_eq!(armv7_digest, armv7.manifest_digest);
         }
         assert_ne!(arm64_digest, armv7_digest);
-        let manifest: ImageManifest = serde_json::from_slice(
-            &std::fs::read(layout.join("blobs/sha256").join(&arm64_digest[7..])).unwrap(),
-        )
-        .unwrap();
+        let manifest = read_manifest(&layout, &arm64_digest);
         assert_eq!(
             manifest.layers()[0].digest().to_string(),
             arm64.layers[0].digest
@@ -717,13 +690,8 @@ fn picks_platforms_from_indexes_and_manifest_lists() {
         let output = run(fetch_image(work.path())
             .args(["--platform", "linux/s390x", &source])
             .arg(&layout));
-        assert_eq!(output.status.code(), Some(1));
-        let err = stderr(&output);
-        assert!(
-            err.contains("no image for platform linux/s390x")
-                && err.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"),
-            "{err}"
-        );
+        assert_fails(&output, "no image for platform linux/s390x");
+        assert_fails(&output, "linux/amd64, linux/arm64/v8, linux/arm/v7");
         assert_unchanged(&layout, &before);
     }
 }
@@ -793,6 +761,32 @@ struct Reply {
     declared: Option<usize>,
 }
 
+impl Reply {
+    /// A reply with no body beyond `body`, and headers as given.
+    fn new(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body,
+            declared: None,
+        }
+    }
+
+    /// A redirect (`status` 302 or 307) to `location`.
+    fn redirect(status: u16, location: &str) -> Reply {
+        Reply::new(status, &[("Location", location)], Vec::new())
+    }
+
+    /// Replaces header `name` (any case) by `value`.
+    fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+    }
+}
+
 /// What the registry answered, fetched by the proxy.
 fn upstream(base: &str, seen: &Seen) -> Reply {
     let client = reqwest::blocking::Client::builder()
@@ -827,10 +821,10 @@ fn upstream(base: &str, seen: &Seen) -> Reply {
     }
 }
 
-type Rule = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+type Rule = dyn Fn(&Seen) -> Reply + Send + Sync;
 
-/// A one-request-per-connection HTTP/1.1 server; `rule` gets each request and its
-/// sequence number and returns the reply. Runs until the test ends.
+/// A one-request-per-connection HTTP/1.1 server; `rule` gets each request and returns
+/// the reply. Runs until the test ends.
 struct Proxy {
     host: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -884,18 +878,16 @@ impl Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let rule: Arc<Rule> = Arc::from(rule);
-        let counter = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let rule = Arc::clone(&rule);
                 let log = Arc::clone(&log);
-                let counter = Arc::clone(&counter);
                 let tls = tls.clone();
                 std::thread::spawn(move || {
                     let _ = match tls {
-                        None => serve(stream, &*rule, &log, &counter),
-                        Some(config) => serve_tls(stream, config, &*rule, &log, &counter),
+                        None => serve(stream, &*rule, &log),
+                        Some(config) => serve_tls(stream, config, &*rule, &log),
                     };
                 });
             }
@@ -908,13 +900,8 @@ impl Proxy {
     }
 }
 
-fn serve(
-    mut stream: TcpStream,
-    rule: &Rule,
-    log: &Mutex<Vec<Seen>>,
-    counter: &AtomicUsize,
-) -> std::io::Result<()> {
-    exchange(&mut stream, rule, log, counter)?;
+fn serve(mut stream: TcpStream, rule: &Rule, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+    exchange(&mut stream, rule, log)?;
     // Drain anything left so the close is clean, then drop (closes).
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut rest = Vec::new();
@@ -927,11 +914,10 @@ fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     rule: &Rule,
     log: &Mutex<Vec<Seen>>,
-    counter: &AtomicUsize,
 ) -> std::io::Result<()> {
     let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(connection, stream);
-    exchange(&mut tls, rule, log, counter)?;
+    exchange(&mut tls, rule, log)?;
     tls.conn.send_close_notify();
     tls.flush()
 }
@@ -941,7 +927,6 @@ fn exchange(
     stream: &mut (impl std::io::Read + std::io::Write),
     rule: &Rule,
     log: &Mutex<Vec<Seen>>,
-    counter: &AtomicUsize,
 ) -> std::io::Result<()> {
     let seen = {
         let mut reader = BufReader::new(&mut *stream);
@@ -963,8 +948,7 @@ fn exchange(
         Seen { path, headers }
     };
     log.lock().unwrap().push(seen.clone());
-    let n = counter.fetch_add(1, Ordering::SeqCst);
-    let reply = rule(&seen, n);
+    let reply = rule(&seen);
     let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -982,31 +966,70 @@ fn is_blob(seen: &Seen, digest: &str) -> bool {
     seen.path.ends_with(&format!("/blobs/{digest}"))
 }
 
+fn is_any_blob(seen: &Seen) -> bool {
+    seen.path.contains("/blobs/")
+}
+
 fn is_manifest(seen: &Seen) -> bool {
     seen.path.contains("/manifests/")
 }
 
-/// A registry with one image, and a proxy in front of it with `rule`.
+/// A registry with one image (`faulty:v1`), and a proxy in front of it that passes each
+/// request on, except where the test's rule answers instead or alters the answer.
 struct Faulty {
-    _registry: Registry,
     proxy: Proxy,
     image: Image,
     work: tempfile::TempDir,
+    // Dropped after the proxy's last use: the registry behind it, the proxy's certificate.
+    _registry: Registry,
+    _cert: Option<tempfile::TempDir>,
 }
 
 impl Faulty {
-    fn new(rule: impl Fn(&Seen, usize, &str, &Image) -> Reply + Send + Sync + 'static) -> Faulty {
-        let registry = anonymous();
+    /// `answer` replies instead of the registry where it returns `Some`.
+    fn answering(
+        answer: impl Fn(&Seen, &Image) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Faulty {
+        Self::start(anonymous(), small_image("faulty"), false, answer)
+    }
+
+    /// The registry answers, then `edit` changes the reply.
+    fn altering(edit: impl Fn(&Seen, &Image, &mut Reply) + Send + Sync + 'static) -> Faulty {
         let image = small_image("faulty");
+        let registry = anonymous();
+        let base = registry.base_url();
+        Self::start(registry, image, false, move |seen, image| {
+            let mut reply = upstream(&base, seen);
+            edit(seen, image, &mut reply);
+            Some(reply)
+        })
+    }
+
+    /// Pushes `image` to `registry` and puts the proxy (https with a self-signed
+    /// certificate if `tls`) in front.
+    fn start(
+        registry: Registry,
+        image: Image,
+        tls: bool,
+        answer: impl Fn(&Seen, &Image) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Faulty {
         image.push(&registry, "faulty", "v1").unwrap();
         let base = registry.base_url();
         let for_rule = image.clone();
-        let proxy = Proxy::start(Box::new(move |seen, n| rule(seen, n, &base, &for_rule)));
+        let rule: Box<Rule> =
+            Box::new(move |seen| answer(seen, &for_rule).unwrap_or_else(|| upstream(&base, seen)));
+        let (proxy, cert) = if tls {
+            let (proxy, cert) = Proxy::start_tls(rule);
+            (proxy, Some(cert))
+        } else {
+            (Proxy::start(rule), None)
+        };
         Faulty {
-            _registry: registry,
             proxy,
             image,
             work: tempfile::tempdir().unwrap(),
+            _registry: registry,
+            _cert: cert,
         }
     }
 
@@ -1014,17 +1037,31 @@ impl Faulty {
         self.work.path().join("layout")
     }
 
+    /// fetch-image `flags` PROXY/`reference` into the layout, tag v1.
+    fn command(&self, flags: &[&str], reference: &str) -> Command {
+        let mut cmd = fetch_image(self.work.path());
+        cmd.args(flags)
+            .arg(format!("{}/{reference}", self.proxy.host))
+            .arg(format!("oci:{}:v1", self.layout().display()));
+        cmd
+    }
+
     fn fetch(&self, extra: &[&str]) -> Output {
-        run(fetch_image(self.work.path())
-            .args(["--retry-times", "2"])
-            .args(extra)
-            .arg(format!("{}/faulty:v1", self.proxy.host))
-            .arg(format!("oci:{}:v1", self.layout().display())))
+        run(&mut self.command(&[&["--retry-times", "2"], extra].concat(), "faulty:v1"))
     }
 
     /// The big layer: the one worth cutting in the middle.
     fn big_layer(&self) -> String {
         self.image.layers[1].digest.clone()
+    }
+
+    /// How many requests for `digest` the proxy saw.
+    fn blob_requests(&self, digest: &str) -> usize {
+        self.proxy
+            .seen()
+            .iter()
+            .filter(|s| is_blob(s, digest))
+            .count()
     }
 
     /// A layout holding an unrelated image, to check that a failure leaves it alone.
@@ -1036,11 +1073,12 @@ impl Faulty {
     }
 }
 
+/// The fetch fails with exit code 1 and a one-line error naming `needle`, prints no
+/// digest, and leaves the layout as `before`.
 fn assert_fails_cleanly(faulty: &Faulty, before: &Snapshot, needle: &str) {
     let output = faulty.fetch(&[]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_fails(&output, needle);
     let err = stderr(&output);
-    assert!(err.contains(needle), "expected '{needle}' in: {err}");
     assert!(
         err.starts_with("fetch-image: ") && err.lines().count() == 1,
         "{err}"
@@ -1049,21 +1087,25 @@ fn assert_fails_cleanly(faulty: &Faulty, before: &Snapshot, needle: &str) {
     assert_unchanged(&faulty.layout(), before);
 }
 
+/// A layout seeded with a bystander image, a fetch through `faulty` that fails cleanly
+/// with `needle`: the check most fault tests make.
+fn assert_fault_refused(faulty: &Faulty, needle: &str) {
+    let before = faulty.seed_layout();
+    assert_fails_cleanly(faulty, &before, needle);
+}
+
 #[test]
 fn fault_corrupted_blob_keeps_nothing() {
     if !have_registry("fault_corrupted_blob_keeps_nothing") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, image| {
-        let mut reply = upstream(base, seen);
+    let faulty = Faulty::altering(|seen, image, reply| {
         if is_blob(seen, &image.layers[1].digest) {
             let middle = reply.body.len() / 2;
             reply.body[middle] ^= 0xff;
         }
-        reply
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "does not match its digest");
+    assert_fault_refused(&faulty, "does not match its digest");
 }
 
 #[test]
@@ -1071,15 +1113,12 @@ fn fault_over_long_body_is_refused() {
     if !have_registry("fault_over_long_body_is_refused") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, image| {
-        let mut reply = upstream(base, seen);
+    let faulty = Faulty::altering(|seen, image, reply| {
         if is_blob(seen, &image.layers[0].digest) {
             reply.body.extend_from_slice(b"and then some more bytes");
         }
-        reply
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "more than the");
+    assert_fault_refused(&faulty, "more than the");
 }
 
 #[test]
@@ -1087,22 +1126,17 @@ fn fault_endlessly_short_body_fails_after_retries() {
     if !have_registry("fault_endlessly_short_body_fails_after_retries") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, image| {
-        let mut reply = upstream(base, seen);
+    let faulty = Faulty::altering(|seen, image, reply| {
         if is_blob(seen, &image.layers[1].digest) {
             reply.body.truncate(reply.body.len().min(1000) / 2);
         }
-        reply
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "transfer failed");
-    let blob_requests = faulty
-        .proxy
-        .seen()
-        .iter()
-        .filter(|s| is_blob(s, &faulty.big_layer()))
-        .count();
-    assert_eq!(blob_requests, 3, "one try and --retry-times 2");
+    assert_fault_refused(&faulty, "transfer failed");
+    assert_eq!(
+        faulty.blob_requests(&faulty.big_layer()),
+        3,
+        "one try and --retry-times 2"
+    );
 }
 
 #[test]
@@ -1110,15 +1144,12 @@ fn fault_connection_cut_mid_blob_resumes_with_range() {
     if !have_registry("fault_connection_cut_mid_blob_resumes_with_range") {
         return;
     }
-    let faulty = Faulty::new(|seen, n, base, image| {
-        let mut reply = upstream(base, seen);
-        let _ = n;
+    let faulty = Faulty::altering(|seen, image, reply| {
         if is_blob(seen, &image.layers[1].digest) && seen.header("Range").is_none() {
             // Announce everything, send half, hang up.
             reply.declared = Some(reply.body.len());
             reply.body.truncate(reply.body.len() / 2);
         }
-        reply
     });
     let output = faulty.fetch(&[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -1132,14 +1163,7 @@ fn fault_connection_cut_mid_blob_resumes_with_range() {
         .filter_map(|s| s.header("Range").map(str::to_owned))
         .collect();
     assert_eq!(ranges, vec![format!("bytes={}-", layer.data.len() / 2)]);
-    let stored = std::fs::read(
-        faulty
-            .layout()
-            .join("blobs/sha256")
-            .join(&layer.digest[7..]),
-    )
-    .unwrap();
-    assert_eq!(sha256_digest(&stored), layer.digest);
+    assert!(blob_names(&faulty.layout()).contains(&layer.digest[7..]));
     assert_layout_valid(&faulty.layout());
 }
 
@@ -1150,23 +1174,14 @@ fn fault_500_and_429_are_retried() {
     }
     let failures = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&failures);
-    let faulty = Faulty::new(move |seen, _, base, image| {
+    let faulty = Faulty::answering(move |seen, image| {
         let blob = is_blob(seen, &image.layers[0].digest) || is_manifest(seen);
-        if blob && counted.fetch_add(1, Ordering::SeqCst) % 3 < 2 {
-            let status = if seen.path.contains("/manifests/") {
-                429
-            } else {
-                500
-            };
-            return Reply {
-                status,
-                headers: vec![("Retry-After".into(), "0".into())],
-                body: b"{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try later\"}]}"
-                    .to_vec(),
-                declared: None,
-            };
+        if !blob || counted.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+            return None;
         }
-        upstream(base, seen)
+        let status = if is_manifest(seen) { 429 } else { 500 };
+        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#;
+        Some(Reply::new(status, &[("Retry-After", "0")], body.to_vec()))
     });
     let output = faulty.fetch(&[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -1183,16 +1198,11 @@ fn fault_lying_docker_content_digest_is_ignored() {
     if !have_registry("fault_lying_docker_content_digest_is_ignored") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, _| {
-        let mut reply = upstream(base, seen);
-        reply
-            .headers
-            .retain(|(k, _)| !k.eq_ignore_ascii_case("docker-content-digest"));
-        reply.headers.push((
-            "Docker-Content-Digest".into(),
-            format!("sha256:{}", "0".repeat(64)),
-        ));
-        reply
+    let faulty = Faulty::altering(|_, _, reply| {
+        reply.set_header(
+            "Docker-Content-Digest",
+            &format!("sha256:{}", "0".repeat(64)),
+        );
     });
     let output = faulty.fetch(&[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -1205,29 +1215,18 @@ fn fault_tampered_manifest_by_digest_is_refused() {
     if !have_registry("fault_tampered_manifest_by_digest_is_refused") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, _| {
-        let mut reply = upstream(base, seen);
+    let faulty = Faulty::altering(|seen, _, reply| {
         if is_manifest(seen) {
-            reply.body = String::from_utf8(reply.body)
-                .unwrap()
+            let text = String::from_utf8_lossy(&reply.body);
+            reply.body = text
                 .replacen("\"schemaVersion\"", " \"schemaVersion\"", 1)
                 .into_bytes();
         }
-        reply
     });
     let before = faulty.seed_layout();
-    let output = run(fetch_image(faulty.work.path())
-        .arg(format!(
-            "{}/faulty@{}",
-            faulty.proxy.host, faulty.image.manifest_digest
-        ))
-        .arg(format!("oci:{}:v1", faulty.layout().display())));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("does not match its digest"),
-        "{}",
-        stderr(&output)
-    );
+    let by_digest = format!("faulty@{}", faulty.image.manifest_digest);
+    let output = run(&mut faulty.command(&[], &by_digest));
+    assert_fails(&output, "does not match its digest");
     assert_unchanged(&faulty.layout(), &before);
 }
 
@@ -1236,22 +1235,16 @@ fn fault_six_mib_manifest_is_refused() {
     if !have_registry("fault_six_mib_manifest_is_refused") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, _| {
-        if is_manifest(seen) {
-            let mut body = b"{\"schemaVersion\":2,\"annotations\":{\"x\":\"".to_vec();
-            body.resize(6 * 1024 * 1024, b'a');
-            body.extend_from_slice(b"\"}}");
-            return Reply {
-                status: 200,
-                headers: vec![("Content-Type".into(), OCI_MANIFEST.into())],
-                body,
-                declared: None,
-            };
+    let faulty = Faulty::answering(|seen, _| {
+        if !is_manifest(seen) {
+            return None;
         }
-        upstream(base, seen)
+        let mut body = br#"{"schemaVersion":2,"annotations":{"x":""#.to_vec();
+        body.resize(6 * 1024 * 1024, b'a');
+        body.extend_from_slice(br#""}}"#);
+        Some(Reply::new(200, &[("Content-Type", OCI_MANIFEST)], body))
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "larger than the 4194304 bytes allowed");
+    assert_fault_refused(&faulty, "larger than the 4194304 bytes allowed");
 }
 
 /// Turns the real manifest into (body, Content-Type) to serve instead.
@@ -1312,20 +1305,14 @@ fn fault_hostile_documents_are_refused() {
     ];
     for (make, needle) in cases {
         let make = Arc::new(make);
-        let faulty = Faulty::new(move |seen, _, base, _| {
-            let mut reply = upstream(base, seen);
+        let faulty = Faulty::altering(move |seen, _, reply| {
             if is_manifest(seen) {
                 let (body, content_type) = make(&String::from_utf8_lossy(&reply.body));
                 reply.body = body.into_bytes();
-                reply
-                    .headers
-                    .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
-                reply.headers.push(("Content-Type".into(), content_type));
+                reply.set_header("Content-Type", &content_type);
             }
-            reply
         });
-        let before = faulty.seed_layout();
-        assert_fails_cleanly(&faulty, &before, needle);
+        assert_fault_refused(&faulty, needle);
         let escaped = faulty.work.path().join("x");
         assert!(!escaped.exists());
     }
@@ -1336,21 +1323,18 @@ fn fault_redirect_to_another_host_drops_authorization() {
     if !have_registry("fault_redirect_to_another_host_drops_authorization") {
         return;
     }
-    let registry = Registry::start(RegistryConfig {
-        auth: Auth::Basic {
+    let registry = start_registry(
+        Auth::Basic {
             user: "carol".into(),
             password: "pw".into(),
         },
-        tls: false,
-    });
-    let image = small_image("redirected");
-    image.push(&registry, "faulty", "v1").unwrap();
-    let base = registry.base_url();
+        false,
+    );
 
     // The "object storage": serves blobs itself, fetching them with the test's own
     // credentials; records what fetch-image sent it.
-    let storage_base = base.clone();
-    let storage = Proxy::start(Box::new(move |seen, _| {
+    let storage_base = registry.base_url();
+    let storage = Proxy::start(Box::new(move |seen| {
         let mut upstream_seen = seen.clone();
         upstream_seen
             .headers
@@ -1362,32 +1346,25 @@ fn fault_redirect_to_another_host_drops_authorization() {
         upstream(&storage_base, &upstream_seen)
     }));
     let storage_host = storage.host.clone();
-    let front = Proxy::start(Box::new(move |seen, _| {
-        if seen.path.contains("/blobs/") {
-            return Reply {
-                status: 307,
-                headers: vec![(
-                    "Location".into(),
-                    format!("http://{storage_host}{}", seen.path),
-                )],
-                body: Vec::new(),
-                declared: None,
-            };
-        }
-        upstream(&base, seen)
-    }));
+    let front = Faulty::start(
+        registry,
+        small_image("redirected"),
+        false,
+        move |seen, _| {
+            let location = format!("http://{storage_host}{}", seen.path);
+            is_any_blob(seen).then(|| Reply::redirect(307, &location))
+        },
+    );
 
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
     let digest = pull(
-        work.path(),
-        &format!("{}/faulty:v1", front.host),
-        &layout,
+        front.work.path(),
+        &format!("{}/faulty:v1", front.proxy.host),
+        &front.layout(),
         "v1",
         &["--creds", "carol:pw"],
     );
-    assert_eq!(digest, image.manifest_digest);
-    assert_layout_valid(&layout);
+    assert_eq!(digest, front.image.manifest_digest);
+    assert_layout_valid(&front.layout());
     let at_storage = storage.seen();
     assert_eq!(at_storage.len(), 3, "config and two layers");
     assert!(
@@ -1397,6 +1374,7 @@ fn fault_redirect_to_another_host_drops_authorization() {
         "{at_storage:?}"
     );
     assert!(front
+        .proxy
         .seen()
         .iter()
         .any(|s| is_manifest(s) && s.header("Authorization").is_some()));
@@ -1409,19 +1387,10 @@ fn fault_redirect_to_plain_http_elsewhere_is_refused() {
     }
     // A loopback registry may use plain http; a redirect from it to plain http on a
     // remote host may not be followed (the request would leave the machine in clear).
-    let faulty = Faulty::new(|seen, _, base, _| {
-        if seen.path.contains("/blobs/") {
-            return Reply {
-                status: 302,
-                headers: vec![("Location".into(), "http://192.0.2.1/blob".into())],
-                body: Vec::new(),
-                declared: None,
-            };
-        }
-        upstream(base, seen)
+    let faulty = Faulty::answering(|seen, _| {
+        is_any_blob(seen).then(|| Reply::redirect(302, "http://192.0.2.1/blob"))
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "plain http is only allowed to loopback");
+    assert_fault_refused(&faulty, "plain http is only allowed to loopback");
 }
 
 #[test]
@@ -1462,13 +1431,13 @@ fn token_auth_over_tls_like_docker_hub() {
     if !have_registry("token_auth_over_tls_like_docker_hub") {
         return;
     }
-    let registry = Registry::start(RegistryConfig {
-        auth: Auth::Token {
+    let registry = start_registry(
+        Auth::Token {
             user: "dave".into(),
             password: "pw".into(),
         },
-        tls: true,
-    });
+        true,
+    );
     registry.set_anonymous_pull(true);
     small_image("hub")
         .push(&registry, "library/hub", "latest")
@@ -1503,12 +1472,7 @@ fn token_auth_over_tls_like_docker_hub() {
     let output = run(fetch_image(work.path())
         .args(["--cert-dir", &ca_dir, "--creds", "dave:wrong", &source])
         .arg(work.path().join("wrong")));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("credentials for 'dave' were refused"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "credentials for 'dave' were refused");
 }
 
 #[test]
@@ -1546,12 +1510,7 @@ fn follows_nested_indexes_only_so_deep() {
     let output = run(fetch_image(work.path())
         .arg(format!("{}/nested:deep", registry.host()))
         .arg(format!("oci:{}:deep", layout.display())));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("nests indexes more than 4 deep"),
-        "{}",
-        stderr(&output)
-    );
+    assert_fails(&output, "nests indexes more than 4 deep");
     assert_unchanged(&layout, &before);
     let followed = count(&registry.log(), "\"GET /v2/nested/manifests/") - manifest_gets;
     assert!(
@@ -1607,12 +1566,7 @@ fn richer_images_match_skopeo_and_unpack_with_umoci() {
     let digest = pull(work.path(), &source, &ours, "1", &["-j", "3"]);
     assert_eq!(digest, image.manifest_digest);
     assert_layout_valid(&ours);
-    let status = Command::new("skopeo")
-        .args(["copy", "-q", "--src-tls-verify=false", &source])
-        .arg(format!("oci:{}:1", theirs.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    skopeo_copy(&["-q", "--src-tls-verify=false"], &source, &theirs, "1");
     assert_eq!(blob_names(&ours), blob_names(&theirs));
     assert_eq!(
         std::fs::read(ours.join("index.json")).unwrap(),
@@ -1621,17 +1575,7 @@ fn richer_images_match_skopeo_and_unpack_with_umoci() {
     );
 
     let bundle = work.path().join("bundle");
-    let unpack = Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:1", ours.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        unpack.status.success(),
-        "{}",
-        String::from_utf8_lossy(&unpack.stderr)
-    );
+    umoci_unpack(&ours, "1", &bundle);
     assert_eq!(
         std::fs::read(bundle.join("rootfs/etc/conf")).unwrap(),
         b"a=2\n"
@@ -1673,49 +1617,24 @@ fn fault_redirect_from_https_to_http_is_refused() {
         return;
     }
     let registry = anonymous();
-    let image = small_image("downgrade");
-    image.push(&registry, "faulty", "v1").unwrap();
-    let base = registry.base_url();
     let plain = Proxy::start(Box::new({
-        let base = base.clone();
-        move |seen, _| upstream(&base, seen)
+        let base = registry.base_url();
+        move |seen| upstream(&base, seen)
     }));
     let plain_host = plain.host.clone();
-    let (front, _cert) = Proxy::start_tls(Box::new(move |seen, _| {
-        if seen.path.contains("/blobs/") {
-            return Reply {
-                status: 302,
-                headers: vec![(
-                    "Location".into(),
-                    format!("http://{plain_host}{}", seen.path),
-                )],
-                body: Vec::new(),
-                declared: None,
-            };
-        }
-        upstream(&base, seen)
-    }));
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    small_image("bystander")
-        .write_oci_layout(&layout, "bystander")
-        .unwrap();
-    let before = snapshot(&layout);
-    let output = run(fetch_image(work.path())
-        .args(["--tls-verify=false", &format!("{}/faulty:v1", front.host)])
-        .arg(format!("oci:{}:v1", layout.display())));
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+    let front = Faulty::start(registry, small_image("downgrade"), true, move |seen, _| {
+        let location = format!("http://{plain_host}{}", seen.path);
+        is_any_blob(seen).then(|| Reply::redirect(302, &location))
+    });
+    let before = front.seed_layout();
+    let output = run(&mut front.command(&["--tls-verify=false"], "faulty:v1"));
+    assert_fails(&output, "https must not be downgraded to plain http");
     assert!(
-        err.contains("https must not be downgraded to plain http"),
-        "{err}"
-    );
-    assert!(
-        front.seen().iter().any(|s| s.path.contains("/blobs/")),
+        front.proxy.seen().iter().any(is_any_blob),
         "went over https"
     );
     assert!(plain.seen().is_empty(), "nothing sent over plain http");
-    assert_unchanged(&layout, &before);
+    assert_unchanged(&front.layout(), &before);
 }
 
 #[test]
@@ -1729,19 +1648,12 @@ fn fault_odd_token_realms_are_refused() {
         "http://[fe80::1]/token",
     ] {
         let challenge = format!(r#"Bearer realm="{realm}",service="x""#);
-        let faulty = Faulty::new(move |seen, _, base, _| {
-            if seen.header("Authorization").is_none() {
-                return Reply {
-                    status: 401,
-                    headers: vec![("WWW-Authenticate".into(), challenge.clone())],
-                    body: Vec::new(),
-                    declared: None,
-                };
-            }
-            upstream(base, seen)
+        let faulty = Faulty::answering(move |seen, _| {
+            let challenge = [("WWW-Authenticate", challenge.as_str())];
+            let anonymous = seen.header("Authorization").is_none();
+            anonymous.then(|| Reply::new(401, &challenge, Vec::new()))
         });
-        let before = faulty.seed_layout();
-        assert_fails_cleanly(&faulty, &before, "refusing token realm");
+        assert_fault_refused(&faulty, "refusing token realm");
         assert_eq!(
             faulty.proxy.seen().len(),
             1,
@@ -1755,26 +1667,19 @@ fn fault_huge_descriptor_is_refused_before_downloading() {
     if !have_registry("fault_huge_descriptor_is_refused_before_downloading") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, image| {
-        let mut reply = upstream(base, seen);
+    let faulty = Faulty::altering(|seen, image, reply| {
         if is_manifest(seen) {
             let size = format!("\"size\":{}", image.layers[1].data.len());
-            let text = String::from_utf8(reply.body).unwrap();
+            let text = String::from_utf8_lossy(&reply.body).into_owned();
             assert_eq!(text.matches(&size).count(), 1);
             reply.body = text
                 .replace(&size, "\"size\":1000000000000000000")
                 .into_bytes();
         }
-        reply
     });
-    let before = faulty.seed_layout();
-    assert_fails_cleanly(&faulty, &before, "not enough space");
+    assert_fault_refused(&faulty, "not enough space");
     assert!(
-        faulty
-            .proxy
-            .seen()
-            .iter()
-            .all(|s| !s.path.contains("/blobs/")),
+        !faulty.proxy.seen().iter().any(is_any_blob),
         "no blob requested"
     );
 }
@@ -1831,28 +1736,22 @@ fn ctrl_c_mid_download_leaves_the_layout_as_it_was() {
     if !have_registry("ctrl_c_mid_download_leaves_the_layout_as_it_was") {
         return;
     }
-    let faulty = Faulty::new(|seen, _, base, image| {
+    let faulty = Faulty::answering(|seen, image| {
         if is_blob(seen, &image.layers[1].digest) {
             // Long enough for the test to press Ctrl-C while the temporary file exists.
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
-        upstream(base, seen)
+        None
     });
     let before = faulty.seed_layout();
-    let child = fetch_image(faulty.work.path())
-        .arg(format!("{}/faulty:v1", faulty.proxy.host))
-        .arg(format!("oci:{}:v1", faulty.layout().display()))
+    let child = faulty
+        .command(&[], "faulty:v1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !faulty
-        .proxy
-        .seen()
-        .iter()
-        .any(|s| is_blob(s, &faulty.big_layer()))
-    {
+    while faulty.blob_requests(&faulty.big_layer()) == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the blob was never requested"
