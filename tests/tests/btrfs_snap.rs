@@ -6,6 +6,7 @@
 //! binaries first: `cargo build --workspace --bins`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,20 +22,40 @@ fn ready(test: &str) -> bool {
         && prereq::require_commands(test, &["btrfs"])
 }
 
-fn snap(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut cmd = Command::new(bins::bin("btrfs-snap"));
-    for arg in args {
-        cmd.arg(arg);
-    }
-    cmd.output().expect("run btrfs-snap")
+/// A command's arguments, strings and paths alike: `args!["snapshot", "-r", src, dest]`.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        [$(OsStr::new(&$arg)),*]
+    };
 }
 
-fn progs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut cmd = Command::new("btrfs");
-    for arg in args {
-        cmd.arg(arg);
-    }
-    cmd.output().expect("run btrfs")
+fn snap(args: &[impl AsRef<OsStr>]) -> Output {
+    Command::new(bins::bin("btrfs-snap"))
+        .args(args)
+        .output()
+        .expect("run btrfs-snap")
+}
+
+/// `btrfs-snap create PATH`, which must succeed.
+fn create(path: &Path) {
+    ok(snap(&args!["create", path]));
+}
+
+/// `btrfs-snap snapshot SOURCE DEST`, which must succeed.
+fn snapshot(source: &Path, dest: &Path) {
+    ok(snap(&args!["snapshot", source, dest]));
+}
+
+/// `btrfs-snap snapshot -r SOURCE DEST`, which must succeed.
+fn snapshot_readonly(source: &Path, dest: &Path) {
+    ok(snap(&args!["snapshot", "-r", source, dest]));
+}
+
+fn progs(args: &[impl AsRef<OsStr>]) -> Output {
+    Command::new("btrfs")
+        .args(args)
+        .output()
+        .expect("run btrfs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -88,7 +109,7 @@ fn show_fields(output: &str) -> BTreeMap<String, String> {
 }
 
 /// The paths `btrfs subvolume list [-o] PATH` prints (relative to the top level).
-fn progs_list(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<String> {
+fn progs_list(args: &[impl AsRef<OsStr>]) -> Vec<String> {
     let out = ok(progs(args));
     let mut paths: Vec<String> = out
         .lines()
@@ -109,14 +130,14 @@ fn create_makes_a_subvolume_btrfs_progs_sees() {
     }
     let fs = LoopBtrfs::new(128);
     let sub = fs.path().join("images");
-    let out = ok(snap(&[&"create", &sub]));
+    let out = ok(snap(&args!["create", sub]));
     assert_eq!(out, "", "create prints nothing on success");
     assert!(is_subvolume(&sub));
     assert!(
         fs::read_dir(&sub).expect("readdir").next().is_none(),
         "a new subvolume is empty"
     );
-    let shown = ok(progs(&[&"subvolume", &"show", &sub]));
+    let shown = ok(progs(&args!["subvolume", "show", sub]));
     assert!(shown.contains("Name: \t\t\timages"), "{shown}");
     // and it is usable as a directory at once
     fs::write(sub.join("f"), b"x").expect("write into the new subvolume");
@@ -130,11 +151,11 @@ fn a_snapshot_and_its_source_are_independent_both_ways() {
     let fs = LoopBtrfs::new(128);
     let src = fs.path().join("alpine");
     let dst = fs.path().join("container");
-    ok(snap(&[&"create", &src]));
+    create(&src);
     fs::create_dir(src.join("etc")).expect("mkdir");
     fs::write(src.join("etc/hostname"), b"alpine\n").expect("write");
 
-    ok(snap(&[&"snapshot", &src, &dst]));
+    snapshot(&src, &dst);
     assert!(is_subvolume(&dst));
     assert_eq!(
         fs::read(dst.join("etc/hostname")).expect("read"),
@@ -162,8 +183,8 @@ fn a_snapshot_and_its_source_are_independent_both_ways() {
         b"container\n"
     );
 
-    let info = show_fields(&ok(snap(&[&"show", &dst])));
-    let src_info = show_fields(&ok(snap(&[&"show", &src])));
+    let info = show_fields(&ok(snap(&args!["show", dst])));
+    let src_info = show_fields(&ok(snap(&args!["show", src])));
     assert_eq!(info["Parent UUID"], src_info["UUID"]);
     assert_eq!(info["Flags"], "-");
 }
@@ -176,9 +197,9 @@ fn a_readonly_snapshot_refuses_writes() {
     let fs = LoopBtrfs::new(128);
     let src = fs.path().join("layer");
     let ro = fs.path().join("layer-ro");
-    ok(snap(&[&"create", &src]));
+    create(&src);
     fs::write(src.join("f"), b"data").expect("write");
-    ok(snap(&[&"snapshot", &"-r", &src, &ro]));
+    snapshot_readonly(&src, &ro);
 
     let erofs = |result: std::io::Result<()>| {
         let err = result.expect_err("a read-only snapshot took a write");
@@ -190,24 +211,24 @@ fn a_readonly_snapshot_refuses_writes() {
     erofs(fs::remove_file(ro.join("f")));
     assert_eq!(fs::read(ro.join("f")).expect("read"), b"data");
 
-    let ours = show_fields(&ok(snap(&[&"show", &ro])));
+    let ours = show_fields(&ok(snap(&args!["show", ro])));
     assert_eq!(ours["Flags"], "readonly");
-    let prop = ok(progs(&[&"property", &"get", &"-ts", &ro, &"ro"]));
+    let prop = ok(progs(&args!["property", "get", "-ts", ro, "ro"]));
     assert_eq!(prop.trim(), "ro=true");
     // The long option spelling works too.
-    ok(snap(&[
-        &"snapshot",
-        &"--readonly",
-        &src,
-        &fs.path().join("ro2"),
+    ok(snap(&args![
+        "snapshot",
+        "--readonly",
+        src,
+        fs.path().join("ro2")
     ]));
     assert_eq!(
-        ok(progs(&[
-            &"property",
-            &"get",
-            &"-ts",
-            &fs.path().join("ro2"),
-            &"ro"
+        ok(progs(&args![
+            "property",
+            "get",
+            "-ts",
+            fs.path().join("ro2"),
+            "ro"
         ]))
         .trim(),
         "ro=true"
@@ -223,16 +244,16 @@ fn delete_takes_several_paths_full_subvolumes_and_readonly_snapshots() {
     let full = fs.path().join("full");
     let ro = fs.path().join("ro");
     let other = fs.path().join("other");
-    ok(snap(&[&"create", &full]));
+    create(&full);
     fs::create_dir_all(full.join("a/b/c")).expect("mkdir");
     for i in 0..50 {
         fs::write(full.join(format!("a/b/c/f{i}")), vec![7u8; 10_000]).expect("write");
     }
-    ok(snap(&[&"snapshot", &"-r", &full, &ro]));
-    ok(snap(&[&"create", &other]));
+    snapshot_readonly(&full, &ro);
+    create(&other);
 
     let missing = fs.path().join("missing");
-    let err = fails(snap(&[&"delete", &full, &missing, &ro, &other]));
+    let err = fails(snap(&args!["delete", full, missing, ro, other]));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(&format!("'{}' does not exist", missing.display())),
@@ -241,7 +262,7 @@ fn delete_takes_several_paths_full_subvolumes_and_readonly_snapshots() {
     for gone in [&full, &ro, &other] {
         assert!(!gone.exists(), "{} survived the delete", gone.display());
     }
-    assert!(progs_list(&[&"subvolume", &"list", &fs.path()]).is_empty());
+    assert!(progs_list(&args!["subvolume", "list", fs.path()]).is_empty());
 }
 
 #[test]
@@ -251,13 +272,13 @@ fn delete_refuses_a_subvolume_holding_others() {
     }
     let fs = LoopBtrfs::new(128);
     let outer = fs.path().join("outer");
-    ok(snap(&[&"create", &outer]));
-    ok(snap(&[&"create", &outer.join("inner")]));
-    let err = fails(snap(&[&"delete", &outer]));
+    create(&outer);
+    create(&outer.join("inner"));
+    let err = fails(snap(&args!["delete", outer]));
     assert!(err.contains("contains other subvolumes"), "{err}");
     assert!(is_subvolume(&outer) && is_subvolume(&outer.join("inner")));
     // Children first, as `btrfs-snap list` orders them in reverse, works.
-    ok(snap(&[&"delete", &outer.join("inner"), &outer]));
+    ok(snap(&args!["delete", outer.join("inner"), outer]));
     assert!(!outer.exists());
 }
 
@@ -268,23 +289,23 @@ fn list_agrees_with_btrfs_progs() {
     }
     let fs = LoopBtrfs::new(128);
     let top = fs.path();
-    ok(snap(&[&"create", &top.join("a")]));
+    create(&top.join("a"));
     fs::create_dir_all(top.join("a/dir/deeper")).expect("mkdir");
-    ok(snap(&[&"create", &top.join("a/x")]));
-    ok(snap(&[&"create", &top.join("a/dir/deeper/y")]));
-    ok(progs(&[&"subvolume", &"create", &top.join("a/x/z")]));
-    ok(progs(&[
-        &"subvolume",
-        &"snapshot",
-        &"-r",
-        &top.join("a"),
-        &top.join("snap"),
+    create(&top.join("a/x"));
+    create(&top.join("a/dir/deeper/y"));
+    ok(progs(&args!["subvolume", "create", top.join("a/x/z")]));
+    ok(progs(&args![
+        "subvolume",
+        "snapshot",
+        "-r",
+        top.join("a"),
+        top.join("snap")
     ]));
     fs::create_dir(top.join("plain")).expect("mkdir");
 
     // Everything, from the top level: the same set as `btrfs subvolume list`.
-    let ours = lines(&ok(snap(&[&"list", &top])));
-    let theirs: Vec<String> = progs_list(&[&"subvolume", &"list", &top])
+    let ours = lines(&ok(snap(&args!["list", top])));
+    let theirs: Vec<String> = progs_list(&args!["subvolume", "list", top])
         .iter()
         .map(|p| top.join(p).display().to_string())
         .collect();
@@ -292,8 +313,8 @@ fn list_agrees_with_btrfs_progs() {
 
     // Below a subvolume: itself, then what `list -o` gives for its direct children, plus
     // their children (ours is recursive).
-    let ours = lines(&ok(snap(&[&"list", &top.join("a")])));
-    let direct: Vec<String> = progs_list(&[&"subvolume", &"list", &"-o", &top.join("a")])
+    let ours = lines(&ok(snap(&args!["list", top.join("a")])));
+    let direct: Vec<String> = progs_list(&args!["subvolume", "list", "-o", top.join("a")])
         .iter()
         .map(|p| top.join(p).display().to_string())
         .collect();
@@ -306,9 +327,9 @@ fn list_agrees_with_btrfs_progs() {
     assert_eq!(ours.len(), 4, "{ours:?}");
 
     // Below a plain directory inside a subvolume: only what is under it.
-    let ours = lines(&ok(snap(&[&"list", &top.join("a/dir")])));
+    let ours = lines(&ok(snap(&args!["list", top.join("a/dir")])));
     assert_eq!(ours, [top.join("a/dir/deeper/y").display().to_string()]);
-    assert!(ok(snap(&[&"list", &top.join("plain")])).is_empty());
+    assert!(ok(snap(&args!["list", top.join("plain")])).is_empty());
 
     // Without PATH: relative to the current directory, itself included as `.`.
     let out = Command::new(bins::bin("btrfs-snap"))
@@ -326,28 +347,23 @@ fn show_agrees_with_btrfs_progs_field_by_field() {
     }
     let fs = LoopBtrfs::new(128);
     let top = fs.path();
-    ok(snap(&[&"create", &top.join("base")]));
+    create(&top.join("base"));
     fs::write(top.join("base/f"), b"x").expect("write");
-    ok(snap(&[&"snapshot", &top.join("base"), &top.join("rw")]));
-    ok(snap(&[
-        &"snapshot",
-        &"-r",
-        &top.join("base"),
-        &top.join("ro"),
-    ]));
+    snapshot(&top.join("base"), &top.join("rw"));
+    snapshot_readonly(&top.join("base"), &top.join("ro"));
     fs::create_dir(top.join("base/nested-dir")).expect("mkdir");
-    ok(progs(&[
-        &"subvolume",
-        &"create",
-        &top.join("base/nested-dir/inner"),
+    ok(progs(&args![
+        "subvolume",
+        "create",
+        top.join("base/nested-dir/inner")
     ]));
     // Let the generation numbers settle, as they would between a user's commands.
-    ok(progs(&[&"filesystem", &"sync", &top]));
+    ok(progs(&args!["filesystem", "sync", top]));
 
     for path in ["base", "rw", "ro", "base/nested-dir/inner", ""] {
         let path = top.join(path);
-        let ours = show_fields(&ok(snap(&[&"show", &path])));
-        let theirs = show_fields(&ok(progs(&[&"subvolume", &"show", &path])));
+        let ours = show_fields(&ok(snap(&args!["show", path])));
+        let theirs = show_fields(&ok(progs(&args!["subvolume", "show", path])));
         for field in [
             "Name",
             "UUID",
@@ -383,30 +399,33 @@ fn btrfs_progs_sees_and_deletes_what_btrfs_snap_makes() {
     }
     let fs = LoopBtrfs::new(128);
     let top = fs.path();
-    ok(snap(&[&"create", &top.join("s")]));
+    create(&top.join("s"));
     fs::write(top.join("s/file"), b"content").expect("write");
-    ok(snap(&[&"snapshot", &top.join("s"), &top.join("w")]));
-    ok(snap(&[&"snapshot", &"-r", &top.join("s"), &top.join("r")]));
-    assert_eq!(progs_list(&[&"subvolume", &"list", &top]), ["r", "s", "w"]);
+    snapshot(&top.join("s"), &top.join("w"));
+    snapshot_readonly(&top.join("s"), &top.join("r"));
+    assert_eq!(
+        progs_list(&args!["subvolume", "list", top]),
+        ["r", "s", "w"]
+    );
     // progs snapshots ours
-    ok(progs(&[
-        &"subvolume",
-        &"snapshot",
-        &top.join("r"),
-        &top.join("from-progs"),
+    ok(progs(&args![
+        "subvolume",
+        "snapshot",
+        top.join("r"),
+        top.join("from-progs")
     ]));
     assert_eq!(
         fs::read(top.join("from-progs/file")).expect("read"),
         b"content"
     );
-    ok(progs(&[
-        &"subvolume",
-        &"delete",
-        &top.join("w"),
-        &top.join("r"),
-        &top.join("s"),
+    ok(progs(&args![
+        "subvolume",
+        "delete",
+        top.join("w"),
+        top.join("r"),
+        top.join("s")
     ]));
-    assert_eq!(progs_list(&[&"subvolume", &"list", &top]), ["from-progs"]);
+    assert_eq!(progs_list(&args!["subvolume", "list", top]), ["from-progs"]);
 }
 
 #[test]
@@ -416,38 +435,33 @@ fn btrfs_snap_works_on_what_btrfs_progs_makes() {
     }
     let fs = LoopBtrfs::new(128);
     let top = fs.path();
-    ok(progs(&[&"subvolume", &"create", &top.join("p")]));
+    ok(progs(&args!["subvolume", "create", top.join("p")]));
     fs::write(top.join("p/file"), b"content").expect("write");
-    ok(progs(&[
-        &"subvolume",
-        &"snapshot",
-        &"-r",
-        &top.join("p"),
-        &top.join("p-ro"),
+    ok(progs(&args![
+        "subvolume",
+        "snapshot",
+        "-r",
+        top.join("p"),
+        top.join("p-ro")
     ]));
-    ok(snap(&[&"snapshot", &top.join("p"), &top.join("mine")]));
-    ok(snap(&[
-        &"snapshot",
-        &"-r",
-        &top.join("p-ro"),
-        &top.join("mine-ro"),
-    ]));
+    snapshot(&top.join("p"), &top.join("mine"));
+    snapshot_readonly(&top.join("p-ro"), &top.join("mine-ro"));
     assert_eq!(
         fs::read(top.join("mine-ro/file")).expect("read"),
         b"content"
     );
     assert_eq!(
-        lines(&ok(snap(&[&"list", &top]))),
+        lines(&ok(snap(&args!["list", top]))),
         ["mine", "mine-ro", "p", "p-ro"].map(|p| top.join(p).display().to_string())
     );
-    ok(snap(&[
-        &"delete",
-        &top.join("p-ro"),
-        &top.join("p"),
-        &top.join("mine"),
-        &top.join("mine-ro"),
+    ok(snap(&args![
+        "delete",
+        top.join("p-ro"),
+        top.join("p"),
+        top.join("mine"),
+        top.join("mine-ro")
     ]));
-    assert!(progs_list(&[&"subvolume", &"list", &top]).is_empty());
+    assert!(progs_list(&args!["subvolume", "list", top]).is_empty());
 }
 
 #[test]
@@ -457,15 +471,10 @@ fn errors_on_btrfs_name_the_path_and_the_cause() {
     }
     let fs = LoopBtrfs::new(128);
     let top = fs.path();
-    ok(snap(&[&"create", &top.join("sub")]));
+    create(&top.join("sub"));
     fs::create_dir(top.join("plain")).expect("mkdir");
     fs::write(top.join("file"), b"").expect("write");
-    ok(snap(&[
-        &"snapshot",
-        &"-r",
-        &top.join("sub"),
-        &top.join("ro"),
-    ]));
+    snapshot_readonly(&top.join("sub"), &top.join("ro"));
 
     let cases: Vec<(Vec<PathBuf>, &str)> = vec![
         (vec!["create".into(), top.join("sub")], "already exists"),
@@ -527,11 +536,7 @@ fn errors_on_btrfs_name_the_path_and_the_cause() {
         (vec!["list".into(), top.join("missing")], "does not exist"),
     ];
     for (args, expected) in cases {
-        let args_ref: Vec<&dyn AsRef<std::ffi::OsStr>> = args
-            .iter()
-            .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
-            .collect();
-        let err = fails(snap(&args_ref));
+        let err = fails(snap(&args));
         assert!(
             err.contains(expected),
             "{args:?}: expected '{expected}' in: {err}"
@@ -544,14 +549,18 @@ fn errors_on_btrfs_name_the_path_and_the_cause() {
         );
     }
     // The default subvolume (what a mount without subvol= shows) cannot go.
-    ok(snap(&[&"create", &top.join("default")]));
-    ok(progs(&[&"subvolume", &"set-default", &top.join("default")]));
-    let err = fails(snap(&[&"delete", &top.join("default")]));
+    create(&top.join("default"));
+    ok(progs(&args![
+        "subvolume",
+        "set-default",
+        top.join("default")
+    ]));
+    let err = fails(snap(&args!["delete", top.join("default")]));
     assert!(err.contains("default subvolume"), "{err}");
-    ok(progs(&[&"subvolume", &"set-default", &"5", &top]));
-    ok(snap(&[&"delete", &top.join("default")]));
+    ok(progs(&args!["subvolume", "set-default", "5", top]));
+    ok(snap(&args!["delete", top.join("default")]));
     // Nothing was made by the failures.
-    assert_eq!(progs_list(&[&"subvolume", &"list", &top]), ["ro", "sub"]);
+    assert_eq!(progs_list(&args!["subvolume", "list", top]), ["ro", "sub"]);
     assert!(!top.join("s1").exists());
 }
 
@@ -562,11 +571,11 @@ fn a_snapshot_cannot_cross_filesystems() {
     }
     let one = LoopBtrfs::new(128);
     let two = LoopBtrfs::new(128);
-    ok(snap(&[&"create", &one.path().join("sub")]));
-    let err = fails(snap(&[
-        &"snapshot",
-        &one.path().join("sub"),
-        &two.path().join("copy"),
+    create(&one.path().join("sub"));
+    let err = fails(snap(&args![
+        "snapshot",
+        one.path().join("sub"),
+        two.path().join("copy")
     ]));
     assert!(err.contains("different filesystem"), "{err}");
     assert!(!two.path().join("copy").exists());
@@ -606,26 +615,22 @@ fn paths_off_btrfs_name_their_filesystem_and_the_loop_recipe() {
             vec!["delete", "/usr"],
             vec!["snapshot", "/usr", "/nonexistent-snapshot"],
         ] {
-            let args_ref: Vec<&dyn AsRef<std::ffi::OsStr>> = args
-                .iter()
-                .map(|a| a as &dyn AsRef<std::ffi::OsStr>)
-                .collect();
-            let err = fails(snap(&args_ref));
+            let err = fails(snap(&args));
             assert!(err.contains("(the root filesystem), not btrfs"), "{err}");
         }
         assert!(!Path::new("/nonexistent-snapshot").exists());
     }
     // And the destination side: a subvolume cannot be snapshot onto another filesystem.
     let fs = LoopBtrfs::new(128);
-    ok(snap(&[&"create", &fs.path().join("sub")]));
+    create(&fs.path().join("sub"));
     let outside = tempfile::tempdir().expect("tempdir");
     if !nix::sys::statfs::statfs(outside.path())
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
     {
-        let err = fails(snap(&[
-            &"snapshot",
-            &fs.path().join("sub"),
-            &outside.path().join("x"),
+        let err = fails(snap(&args![
+            "snapshot",
+            fs.path().join("sub"),
+            outside.path().join("x")
         ]));
         assert!(err.contains("not btrfs"), "{err}");
     }
@@ -650,7 +655,7 @@ fn unprivileged_users_can_show_and_list_and_are_told_what_needs_root() {
     };
     mode(parent, 0o755);
     mode(fs.path(), 0o755);
-    ok(snap(&[&"create", &fs.path().join("rootsub")]));
+    create(&fs.path().join("rootsub"));
     // The binary may live where nobody cannot read it: copy it next to the filesystem.
     let bin = parent.join("btrfs-snap");
     fs::copy(bins::bin("btrfs-snap"), &bin).expect("copy binary");
@@ -669,21 +674,10 @@ fn unprivileged_users_can_show_and_list_and_are_told_what_needs_root() {
     // list without privilege walks down with GET_SUBVOL_ROOTREF / INO_LOOKUP_USER and
     // finds what root's tree search finds, where the user can search the directories.
     fs::create_dir_all(fs.path().join("rootsub/dir/deep")).expect("mkdir");
-    ok(snap(&[
-        &"create",
-        &fs.path().join("rootsub/dir/deep/nested"),
-    ]));
-    ok(snap(&[&"create", &fs.path().join("rootsub/inner")]));
-    ok(snap(&[
-        &"create",
-        &fs.path().join("rootsub/inner/innermost"),
-    ]));
-    ok(snap(&[
-        &"snapshot",
-        &"-r",
-        &fs.path().join("rootsub"),
-        &fs.path().join("ro"),
-    ]));
+    create(&fs.path().join("rootsub/dir/deep/nested"));
+    create(&fs.path().join("rootsub/inner"));
+    create(&fs.path().join("rootsub/inner/innermost"));
+    snapshot_readonly(&fs.path().join("rootsub"), &fs.path().join("ro"));
     for dir in [".", "rootsub", "rootsub/dir"] {
         let theirs = ok(as_nobody(&["list", dir]));
         let out = Command::new(bins::bin("btrfs-snap"))
@@ -706,7 +700,7 @@ fn unprivileged_users_can_show_and_list_and_are_told_what_needs_root() {
     let open = fs.path().join("open");
     fs::create_dir(&open).expect("mkdir");
     mode(&open, 0o777);
-    ok(snap(&[&"create", &open.join("roots")]));
+    create(&open.join("roots"));
     ok(as_nobody(&["create", "open/mine"]));
     let err = fails(as_nobody(&["delete", "open/mine", "open/roots"]));
     assert!(
@@ -732,7 +726,7 @@ fn explain_shows_each_ioctl_and_the_btrfs_command() {
     let fs = LoopBtrfs::new(128);
     let sub = fs.path().join("sub");
     let snapshot = fs.path().join("snap");
-    let out = snap(&[&"--explain", &"create", &sub]);
+    let out = snap(&args!["--explain", "create", sub]);
     let err = text(&out.stderr);
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "explanations go to stderr");
@@ -742,14 +736,14 @@ fn explain_shows_each_ioctl_and_the_btrfs_command() {
         "{err}"
     );
 
-    let err = text(&snap(&[&"snapshot", &"--explain", &"-r", &sub, &snapshot]).stderr);
+    let err = text(&snap(&args!["snapshot", "--explain", "-r", sub, snapshot]).stderr);
     assert!(
         err.contains("BTRFS_IOC_SNAP_CREATE_V2") && err.contains("BTRFS_SUBVOL_RDONLY"),
         "{err}"
     );
     assert!(err.contains("# like: btrfs subvolume snapshot -r"), "{err}");
 
-    let out = snap(&[&"list", &"--explain", &fs.path()]);
+    let out = snap(&args!["list", "--explain", fs.path()]);
     assert!(text(&out.stderr).contains("BTRFS_IOC_TREE_SEARCH"));
     assert!(text(&out.stderr).contains("# like: btrfs subvolume list"));
     assert!(
@@ -757,10 +751,10 @@ fn explain_shows_each_ioctl_and_the_btrfs_command() {
         "stdout stays the list"
     );
 
-    let err = text(&snap(&[&"show", &"--explain", &snapshot]).stderr);
+    let err = text(&snap(&args!["show", "--explain", snapshot]).stderr);
     assert!(err.contains("BTRFS_IOC_GET_SUBVOL_INFO"), "{err}");
 
-    let err = text(&snap(&[&"delete", &"--explain", &snapshot, &sub]).stderr);
+    let err = text(&snap(&args!["delete", "--explain", snapshot, sub]).stderr);
     assert!(
         err.contains("BTRFS_IOC_SNAP_DESTROY_V2") && err.contains("SPEC_BY_ID"),
         "{err}"
@@ -776,15 +770,15 @@ fn delete_follows_a_symlink_like_btrfs_progs_and_keeps_a_mount_point_safe() {
     }
     let fs = LoopBtrfs::new(128);
     let other = LoopBtrfs::new(128);
-    ok(snap(&[&"create", &fs.path().join("target")]));
+    create(&fs.path().join("target"));
     std::os::unix::fs::symlink("target", fs.path().join("link")).expect("symlink");
-    ok(snap(&[&"delete", &fs.path().join("link")]));
+    ok(snap(&args!["delete", fs.path().join("link")]));
     assert!(!fs.path().join("target").exists());
 
     // A subvolume of another filesystem mounted over a directory: deleting the mount point
     // path must delete that subvolume on its own filesystem, never the one underneath.
-    ok(snap(&[&"create", &fs.path().join("keep")]));
-    ok(snap(&[&"create", &other.path().join("victim")]));
+    create(&fs.path().join("keep"));
+    create(&other.path().join("victim"));
     let result = mountns::in_private_mount_namespace(|| {
         let mnt = fs.path().join("keep");
         let status = Command::new("mount")
@@ -797,7 +791,7 @@ fn delete_follows_a_symlink_like_btrfs_progs_and_keeps_a_mount_point_safe() {
             return Err("bind mount failed".into());
         }
         // Refused or done on the mounted subvolume; either way not on the one underneath.
-        let _ = snap(&[&"delete", &mnt]);
+        let _ = snap(&args!["delete", mnt]);
         Ok(())
     });
     result.expect("namespace");
