@@ -66,6 +66,8 @@ pub enum EntryError {
     Write(#[source] io::Error),
     #[error(transparent)]
     Walk(#[from] WalkError),
+    #[error("{op} failed: setting owners and making devices needs root")]
+    NeedsRoot { op: &'static str },
     #[error("{op} failed")]
     Sys {
         op: &'static str,
@@ -92,7 +94,11 @@ pub enum LayerError {
 }
 
 fn sys(op: &'static str) -> impl FnOnce(Errno) -> EntryError {
-    move |source| EntryError::Sys { op, source }
+    move |source| match (source, op) {
+        // Without CAP_CHOWN / CAP_MKNOD, say what is missing rather than EPERM.
+        (Errno::EPERM, "fchown" | "fchownat" | "mknodat") => EntryError::NeedsRoot { op },
+        _ => EntryError::Sys { op, source },
+    }
 }
 
 /// Ownership, mode, times and xattrs of an entry, from its header and PAX records.
