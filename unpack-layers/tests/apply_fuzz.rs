@@ -140,7 +140,11 @@ impl Rng {
 #[test]
 fn arbitrary_tar_bytes_never_escape_or_panic() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP arbitrary_tar_bytes_never_escape_or_panic: needs root");
+        // Under CI a missing prerequisite is a failure, never a silent skip.
+        if matches!(std::env::var("CI").as_deref(), Ok("true" | "1")) {
+            panic!("arbitrary_tar_bytes_never_escape_or_panic needs root (CI=true)");
+        }
+        eprintln!("SKIP arbitrary_tar_bytes_never_escape_or_panic: needs root (run with sudo)");
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
