@@ -19,7 +19,7 @@ mod token;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -102,6 +102,24 @@ impl RegistryError {
             source,
         }
     }
+
+    fn command(what: &str, why: impl std::fmt::Display) -> Self {
+        RegistryError::Command {
+            what: what.to_owned(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// The stdout of a finished helper program (`what` names it), or an error carrying its
+/// stderr.
+fn stdout_of(what: &str, output: std::io::Result<Output>) -> Result<Vec<u8>, RegistryError> {
+    let output = output.map_err(|e| RegistryError::command(what, e))?;
+    if !output.status.success() {
+        let why = String::from_utf8_lossy(&output.stderr);
+        return Err(RegistryError::command(what, why.trim()));
+    }
+    Ok(output.stdout)
 }
 
 /// How blobs are uploaded (distribution-spec "Pushing blobs").
@@ -359,10 +377,7 @@ fn spawn_server(
         .stdout(log)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| RegistryError::Command {
-            what: "docker-registry serve".into(),
-            why: e.to_string(),
-        })?;
+        .map_err(|e| RegistryError::command("docker-registry serve", e))?;
     Ok((child, host))
 }
 
@@ -379,19 +394,13 @@ pub fn free_port() -> Result<u16, RegistryError> {
 
 /// `htpasswd -Bbn USER PASSWORD` (bcrypt, the only hash distribution accepts) into `path`.
 fn write_htpasswd(path: &Path, user: &str, password: &str) -> Result<(), RegistryError> {
-    let what = format!("htpasswd -B for '{user}'");
-    let output = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .output()
-        .map_err(|e| RegistryError::Command {
-            what: what.clone(),
-            why: e.to_string(),
-        })?;
-    if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(RegistryError::Command { what, why });
-    }
-    std::fs::write(path, output.stdout).map_err(|e| RegistryError::io(path, e))
+    let line = stdout_of(
+        &format!("htpasswd -B for '{user}'"),
+        Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output(),
+    )?;
+    std::fs::write(path, line).map_err(|e| RegistryError::io(path, e))
 }
 
 /// Prepares what the auth mode needs (an htpasswd file; a signing certificate and a running

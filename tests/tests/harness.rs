@@ -401,6 +401,11 @@ fn credentials() -> (String, String) {
     ("tester".to_string(), "s3cret pass".to_string())
 }
 
+fn token_auth() -> Auth {
+    let (user, password) = credentials();
+    Auth::Token { user, password }
+}
+
 /// GET /v2/ with optional Basic credentials; the status.
 fn ping(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
     let mut request = registry.client().get(registry.url(""));
@@ -408,6 +413,33 @@ fn ping(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
         request = request.basic_auth(user, Some(password));
     }
     request.send().unwrap().status().as_u16()
+}
+
+/// GET /v2/ with a bearer token; the status.
+fn ping_with_token(registry: &Registry, token: &str) -> u16 {
+    let request = registry.client().get(registry.url("")).bearer_auth(token);
+    request.send().unwrap().status().as_u16()
+}
+
+/// A request to the token realm for `scope`, with optional Basic credentials.
+fn token_request(
+    registry: &Registry,
+    scope: &str,
+    basic: Option<(&str, &str)>,
+) -> reqwest::blocking::Response {
+    let realm = registry.token_realm().unwrap();
+    let url = format!("{realm}?service={}&scope={scope}", tests::registry::SERVICE);
+    let mut request = registry.client().get(url);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    request.send().unwrap()
+}
+
+/// The token of a token response's JSON body.
+fn token_of(response: reqwest::blocking::Response) -> String {
+    let body: serde_json::Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    body["token"].as_str().unwrap().to_string()
 }
 
 /// Every mode, over http and https: `/v2/` answers, with the credentials the mode wants and
@@ -424,10 +456,7 @@ fn registry_answers_in_every_mode_and_refuses_wrong_credentials() {
             user: user.clone(),
             password: password.clone(),
         },
-        Auth::Token {
-            user: user.clone(),
-            password: password.clone(),
-        },
+        token_auth(),
     ];
     for tls in [false, true] {
         for auth in modes.clone() {
@@ -448,43 +477,17 @@ fn registry_answers_in_every_mode_and_refuses_wrong_credentials() {
                 }
                 Auth::Token { .. } => {
                     assert_eq!(ping(&registry, None), 401, "{auth:?} tls={tls}");
-                    assert_eq!(token_status(&registry, Some((&user, "wrong"))), 401);
-                    let token = token_over_http(&registry, (&user, &password));
-                    let request = registry.client().get(registry.url("")).bearer_auth(token);
-                    request.send().unwrap().status().as_u16()
+                    let scope = "repository:a/b:pull";
+                    let wrong = token_request(&registry, scope, Some((&user, "wrong")));
+                    assert_eq!(wrong.status().as_u16(), 401);
+                    let right = token_request(&registry, scope, Some((&user, &password)));
+                    ping_with_token(&registry, &token_of(right))
                 }
             };
             assert_eq!(ok, 200, "{auth:?} tls={tls}: {}", registry.log());
             assert!(registry.log().contains("GET /v2/"), "{}", registry.log());
         }
     }
-}
-
-/// A token from the realm, asked for with the user's credentials as a client would.
-fn token_over_http(registry: &Registry, (user, password): (&str, &str)) -> String {
-    let realm = registry.token_realm().unwrap();
-    let url = format!(
-        "{realm}?service={}&scope=repository:a/b:pull",
-        tests::registry::SERVICE
-    );
-    let request = registry.client().get(url).basic_auth(user, Some(password));
-    let body = request.send().unwrap().text().unwrap();
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
-/// The status of a token request with optional Basic credentials.
-fn token_status(registry: &Registry, basic: Option<(&str, &str)>) -> u16 {
-    let realm = registry.token_realm().unwrap();
-    let url = format!(
-        "{realm}?service={}&scope=repository:a/b:pull",
-        tests::registry::SERVICE
-    );
-    let mut request = registry.client().get(url);
-    if let Some((user, password)) = basic {
-        request = request.basic_auth(user, Some(password));
-    }
-    request.send().unwrap().status().as_u16()
 }
 
 #[test]
@@ -522,11 +525,10 @@ fn registry_token_flow_like_docker_hub() {
         return;
     }
     let (user, password) = credentials();
-    let auth = Auth::Token {
-        user: user.clone(),
-        password: password.clone(),
-    };
-    let registry = Registry::start(RegistryConfig { auth, tls: false });
+    let registry = Registry::start(RegistryConfig {
+        auth: token_auth(),
+        tls: false,
+    });
     let response = registry.client().get(registry.url("")).send().unwrap();
     assert_eq!(response.status().as_u16(), 401);
     let challenge = response.headers()["WWW-Authenticate"]
@@ -540,14 +542,7 @@ fn registry_token_flow_like_docker_hub() {
     );
 
     let scope = "repository:demo/busybox:pull,push";
-    let token_url = format!("{realm}?service={}&scope={scope}", tests::registry::SERVICE);
-    let get_token = |creds: Option<(&str, &str)>| {
-        let mut request = registry.client().get(&token_url);
-        if let Some((u, p)) = creds {
-            request = request.basic_auth(u, Some(p));
-        }
-        request.send().unwrap()
-    };
+    let get_token = |creds| token_request(&registry, scope, creds);
     assert_eq!(get_token(Some((&user, "wrong"))).status().as_u16(), 401);
     let other_service = format!("{realm}?service=elsewhere&scope={scope}");
     let response = registry
@@ -564,13 +559,7 @@ fn registry_token_flow_like_docker_hub() {
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["token"], body["access_token"]);
     let token = body["token"].as_str().unwrap();
-    let with_token = registry
-        .client()
-        .get(registry.url(""))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    assert_eq!(with_token.status().as_u16(), 200, "{}", registry.log());
+    assert_eq!(ping_with_token(&registry, token), 200, "{}", registry.log());
     assert!(registry.token_requests() >= 2);
 
     let image = ImageBuilder::new()
@@ -578,8 +567,7 @@ fn registry_token_flow_like_docker_hub() {
         .build();
     image.push(&registry, "demo/busybox", "v1").unwrap();
     // Without credentials, a token grants nothing until anonymous pull is allowed.
-    let anonymous: serde_json::Value =
-        serde_json::from_str(&get_token(None).text().unwrap()).unwrap();
+    let anonymous = token_of(get_token(None));
     let pull = |token: &str| {
         let url = registry.url("demo/busybox/manifests/v1");
         let accept = image.media_type.as_str();
@@ -591,11 +579,9 @@ fn registry_token_flow_like_docker_hub() {
             .send();
         response.unwrap().status().as_u16()
     };
-    assert_eq!(pull(anonymous["token"].as_str().unwrap()), 401);
+    assert_eq!(pull(&anonymous), 401);
     registry.set_anonymous_pull(true);
-    let anonymous: serde_json::Value =
-        serde_json::from_str(&get_token(None).text().unwrap()).unwrap();
-    assert_eq!(pull(anonymous["token"].as_str().unwrap()), 200);
+    assert_eq!(pull(&token_of(get_token(None))), 200);
 }
 
 /// A pushed image reads back through the registry API byte for byte, for both upload
@@ -723,11 +709,10 @@ fn skopeo_pulls_through_token_auth_and_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (user, password) = credentials();
 
-    let auth = Auth::Token {
-        user: user.clone(),
-        password: password.clone(),
-    };
-    let token_registry = Registry::start(RegistryConfig { auth, tls: false });
+    let token_registry = Registry::start(RegistryConfig {
+        auth: token_auth(),
+        tls: false,
+    });
     image
         .push(&token_registry, "demo/busybox", "latest")
         .unwrap();
@@ -749,8 +734,10 @@ fn skopeo_pulls_through_token_auth_and_tls() {
     );
 
     // TLS and tokens together, as Docker Hub: the realm is https with the same test CA.
-    let auth = Auth::Token { user, password };
-    let tls_registry = Registry::start(RegistryConfig { auth, tls: true });
+    let tls_registry = Registry::start(RegistryConfig {
+        auth: token_auth(),
+        tls: true,
+    });
     assert!(tls_registry
         .token_realm()
         .unwrap()

@@ -358,6 +358,16 @@ mod tests {
         assert_eq!(long.len().to_string(), String::from_utf8_lossy(&long[..3]));
     }
 
+    /// The entry names as the tar crate reads them.
+    fn entry_names(tar: &[u8]) -> Vec<Vec<u8>> {
+        let mut archive = tar::Archive::new(tar);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect()
+    }
+
     #[test]
     fn a_pax_path_overrides_the_header_name_for_the_tar_crate() {
         let tar = Layer::new()
@@ -366,12 +376,7 @@ mod tests {
             .raw_bytes(gnu_long_name(b"from-gnu"))
             .file("ignored", "", 0o644)
             .to_tar();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let names: Vec<Vec<u8>> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path_bytes().into_owned())
-            .collect();
+        let names = entry_names(&tar);
         assert_eq!(names, [b"from-pax".to_vec(), b"from-gnu".to_vec()]);
     }
 
@@ -392,12 +397,7 @@ mod tests {
             .file("../x", "a", 0o644)
             .file(&long, "b", 0o644)
             .to_tar();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let names: Vec<Vec<u8>> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path_bytes().into_owned())
-            .collect();
+        let names = entry_names(&tar);
         assert_eq!(names, vec![b"../x".to_vec(), long.into_bytes()]);
     }
 }

@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
-use super::RegistryError;
+use super::{stdout_of, RegistryError};
 
 /// Files of the test CA and the server certificate it signed.
 pub(super) struct TlsFiles {
@@ -132,22 +132,9 @@ fn openssl_output(args: &str, input: &[u8]) -> Result<Vec<u8>, RegistryError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| RegistryError::Command {
-            what: what.clone(),
-            why: e.to_string(),
-        })?;
+        .map_err(|e| RegistryError::command(&what, e))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input);
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| RegistryError::Command {
-            what: what.clone(),
-            why: e.to_string(),
-        })?;
-    if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(RegistryError::Command { what, why });
-    }
-    Ok(output.stdout)
+    stdout_of(&what, child.wait_with_output())
 }
