@@ -24,7 +24,23 @@ use crate::{Container, Error, NetMode, Options, DEFAULT_PATH};
 /// Read `DIR/config.json`.
 pub fn load(dir: &Path) -> Result<Spec, Error> {
     let path = dir.join("config.json");
-    Spec::load(&path).map_err(|source| Error::Bundle { path, source })
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Invalid(format!(
+                "no config.json in bundle '{}'",
+                dir.display()
+            )))
+        }
+        Err(source) => {
+            return Err(Error::Path {
+                what: "cannot read bundle config",
+                path,
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|source| Error::Bundle { path, source })
 }
 
 /// Merge flags, bundle and defaults into the container to start.

@@ -98,6 +98,14 @@ pub fn exec(
     let Some(program) = args.first() else {
         return Error::Invalid("empty command".to_string());
     };
+    if program.as_bytes().is_empty() {
+        // execvp(3) would try "" against each PATH directory and fail with EACCES;
+        // an empty name is a name that is not there (docker says the same, 127).
+        return Error::Exec {
+            code: NOT_FOUND,
+            message: "cannot run '': not found (the command is an empty string)".to_string(),
+        };
+    }
     let program_os = OsStr::from_bytes(program.as_bytes());
     // execvpe(3)'s search, by hand: the PATH is the container's, not ours.
     let call = if program.as_bytes().contains(&b'/') {

@@ -136,11 +136,11 @@ pub enum Error {
     },
     #[error("mount target '{}' in the rootfs: {reason}", dest.display())]
     Target { dest: PathBuf, reason: String },
-    #[error("cannot read bundle config '{}'", path.display())]
+    #[error("cannot parse bundle config '{}'", path.display())]
     Bundle {
         path: PathBuf,
         #[source]
-        source: oci_spec::OciSpecError,
+        source: serde_json::Error,
     },
     #[error("bundle config '{}': {field}: {why}", path.display())]
     Unsupported {

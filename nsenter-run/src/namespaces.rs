@@ -123,8 +123,16 @@ pub unsafe fn clone_into(flags: CloneFlags) -> Result<Option<Child>, Error> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    let pid =
-        Errno::result(rc).map_err(|e| Error::sys(format!("clone3({})", flag_names(flags)), e))?;
+    let pid = Errno::result(rc).map_err(|e| match e {
+        // Without CAP_SYS_ADMIN the kernel refuses every new namespace but a user
+        // namespace (user_namespaces(7)): say what to do, not only EPERM.
+        Errno::EPERM if !nix::unistd::geteuid().is_root() => Error::Invalid(
+            "cannot create the container's namespaces: permission denied \
+             (new mount, PID and network namespaces need CAP_SYS_ADMIN: run as root)"
+                .to_string(),
+        ),
+        e => Error::sys(format!("clone3({})", flag_names(flags)), e),
+    })?;
     if pid == 0 {
         return Ok(None);
     }
