@@ -145,12 +145,7 @@ pub fn parse_root_item(data: &[u8]) -> Option<RootItem> {
     if data.len() < ROOT_ITEM_SIZE || le_u64(&data[ROOT_ITEM_GENERATION_V2..]) != item.generation {
         return Some(item);
     }
-    let uuid = |n: usize| -> [u8; 16] {
-        let start = ROOT_ITEM_UUID + 16 * n;
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&data[start..start + 16]);
-        out
-    };
+    let uuid = |n: usize| first(&data[ROOT_ITEM_UUID + 16 * n..]);
     item.uuid = uuid(0);
     item.parent_uuid = uuid(1);
     item.received_uuid = uuid(2);
@@ -271,28 +266,27 @@ pub fn subvolumes(fs: BorrowedFd, explain: Explain) -> Result<Vec<Subvolume>, Er
     Ok(listed)
 }
 
+/// The first `N` bytes of `b`; the callers have checked that `b` is long enough.
+fn first<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&b[..N]);
+    out
+}
+
 fn ne_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_ne_bytes(a)
+    u64::from_ne_bytes(first(b))
 }
 
 fn ne_u32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_ne_bytes(a)
+    u32::from_ne_bytes(first(b))
 }
 
 fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
+    u64::from_le_bytes(first(b))
 }
 
 fn le_u32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
+    u32::from_le_bytes(first(b))
 }
 
 #[cfg(test)]

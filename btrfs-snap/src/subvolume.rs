@@ -53,14 +53,12 @@ pub fn snapshot(source: &Path, dest: &Path, readonly: bool, explain: Explain) ->
         },
         reason,
     };
-    let src = open_btrfs_dir(source).map_err(fail)?;
-    if !is_subvolume_root(src.as_fd(), source).map_err(fail)? {
-        return Err(fail(Reason::NotSubvolume {
-            path: source.into(),
-            hint: " (snapshot the subvolume that holds it, or make one with \
-                   `btrfs-snap create` and copy into it)",
-        }));
-    }
+    let src = open_subvolume(
+        source,
+        " (snapshot the subvolume that holds it, or make one with \
+         `btrfs-snap create` and copy into it)",
+    )
+    .map_err(fail)?;
     let (parent, name) = split_target(dest).map_err(fail)?;
     let dir = open_btrfs_dir(&parent).map_err(fail)?;
     refuse_existing(dir.as_fd(), name, dest).map_err(fail)?;
@@ -118,13 +116,7 @@ pub fn delete(path: &Path, explain: Explain) -> Result<(), Error> {
         op: Op::Delete(path.to_owned()),
         reason,
     };
-    let subvol = open_btrfs_dir(path).map_err(fail)?;
-    if !is_subvolume_root(subvol.as_fd(), path).map_err(fail)? {
-        return Err(fail(Reason::NotSubvolume {
-            path: path.into(),
-            hint: " (remove a plain directory with rm -r)",
-        }));
-    }
+    let subvol = open_subvolume(path, " (remove a plain directory with rm -r)").map_err(fail)?;
     let id = subvolume_id(subvol.as_fd(), path, explain).map_err(fail)?;
     if id == ioctl::FS_TREE_OBJECTID {
         return Err(fail(Reason::TopLevel { path: path.into() }));
@@ -414,61 +406,61 @@ pub fn show(path: &Path, explain: Explain) -> Result<SubvolumeInfo, Error> {
         op: Op::Show(path.to_owned()),
         reason,
     };
-    let fd = open_btrfs_dir(path).map_err(fail)?;
-    if !is_subvolume_root(fd.as_fd(), path).map_err(fail)? {
-        return Err(fail(Reason::NotSubvolume {
-            path: path.into(),
-            hint: "",
-        }));
-    }
+    let fd = open_subvolume(path, "").map_err(fail)?;
     explain.call(
         format_args!("ioctl({}, BTRFS_IOC_GET_SUBVOL_INFO, &info)", c_str(path)),
         format_args!("btrfs subvolume show {}", shell_word(path)),
     );
     let mut info = match ioctl::get_subvol_info(fd.as_fd()) {
-        Ok(args) => SubvolumeInfo {
-            path: path.into(),
-            // The top level has no name in the root tree; btrfs-progs calls it <FS_TREE>.
-            name: match ioctl::until_nul(&args.name) {
-                b"" => b"<FS_TREE>".to_vec(),
-                name => name.to_vec(),
-            },
-            id: args.treeid,
-            parent_id: args.parent_id,
-            root: search::RootItem {
-                generation: args.generation,
-                flags: args.flags,
-                uuid: args.uuid,
-                parent_uuid: args.parent_uuid,
-                received_uuid: args.received_uuid,
-                ctransid: args.ctransid,
-                otransid: args.otransid,
-                stransid: args.stransid,
-                rtransid: args.rtransid,
-                ctime: (args.ctime.sec, args.ctime.nsec),
-                otime: (args.otime.sec, args.otime.nsec),
-                stime: (args.stime.sec, args.stime.nsec),
-                rtime: (args.rtime.sec, args.rtime.nsec),
-            },
-            snapshots: None,
-        },
+        Ok(args) => info_from_subvol_info(path, &args),
+        // ENOTTY: a kernel before 4.18.
         Err(Errno::ENOTTY) => show_from_tree(fd.as_fd(), path, explain).map_err(fail)?,
         Err(errno) => return Err(fail(sys("BTRFS_IOC_GET_SUBVOL_INFO", path, errno))),
     };
-    // Snapshot(s): the subvolumes whose parent uuid is this one's. Only root may search.
-    if let Ok(all) = search::subvolumes(fd.as_fd(), explain) {
-        info.snapshots = Some(
-            all.into_iter()
-                .filter(|s| {
-                    s.item
-                        .as_ref()
-                        .is_some_and(|i| i.parent_uuid == info.root.uuid)
-                })
-                .map(|s| s.path)
-                .collect(),
-        );
-    }
+    // Only root may search the root tree; a user sees the rest without the list.
+    info.snapshots = snapshots_of(fd.as_fd(), &info.root.uuid, explain).ok();
     Ok(info)
+}
+
+/// What `BTRFS_IOC_GET_SUBVOL_INFO` answered, as [`show`] prints it.
+fn info_from_subvol_info(path: &Path, args: &ioctl::GetSubvolInfoArgs) -> SubvolumeInfo {
+    SubvolumeInfo {
+        path: path.into(),
+        // The top level has no name in the root tree; btrfs-progs calls it <FS_TREE>.
+        name: match ioctl::until_nul(&args.name) {
+            b"" => b"<FS_TREE>".to_vec(),
+            name => name.to_vec(),
+        },
+        id: args.treeid,
+        parent_id: args.parent_id,
+        root: search::RootItem {
+            generation: args.generation,
+            flags: args.flags,
+            uuid: args.uuid,
+            parent_uuid: args.parent_uuid,
+            received_uuid: args.received_uuid,
+            ctransid: args.ctransid,
+            otransid: args.otransid,
+            stransid: args.stransid,
+            rtransid: args.rtransid,
+            ctime: (args.ctime.sec, args.ctime.nsec),
+            otime: (args.otime.sec, args.otime.nsec),
+            stime: (args.stime.sec, args.stime.nsec),
+            rtime: (args.rtime.sec, args.rtime.nsec),
+        },
+        snapshots: None,
+    }
+}
+
+/// The snapshots of the subvolume `uuid`: those whose parent uuid it is (a root tree
+/// search, so root only).
+fn snapshots_of(fs: BorrowedFd, uuid: &[u8; 16], explain: Explain) -> Result<Vec<PathBuf>, Errno> {
+    let all = search::subvolumes(fs, explain)?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.item.as_ref().is_some_and(|i| &i.parent_uuid == uuid))
+        .map(|s| s.path)
+        .collect())
 }
 
 /// [`show`] the way kernels before 4.18 need, from the subvolume's ROOT_ITEM and
@@ -479,13 +471,7 @@ pub fn show_from_root_tree(path: &Path, explain: Explain) -> Result<SubvolumeInf
         op: Op::Show(path.to_owned()),
         reason,
     };
-    let fd = open_btrfs_dir(path).map_err(fail)?;
-    if !is_subvolume_root(fd.as_fd(), path).map_err(fail)? {
-        return Err(fail(Reason::NotSubvolume {
-            path: path.into(),
-            hint: "",
-        }));
-    }
+    let fd = open_subvolume(path, "").map_err(fail)?;
     show_from_tree(fd.as_fd(), path, explain).map_err(fail)
 }
 
@@ -595,6 +581,19 @@ fn open_btrfs_dir(path: &Path) -> Result<OwnedFd, Reason> {
         }),
         Err(errno) => Err(sys("fstatfs", path, errno)),
     }
+}
+
+/// Opens the root directory of a subvolume; `hint` ends the error when `path` is a plain
+/// directory.
+fn open_subvolume(path: &Path, hint: &'static str) -> Result<OwnedFd, Reason> {
+    let fd = open_btrfs_dir(path)?;
+    if !is_subvolume_root(fd.as_fd(), path)? {
+        return Err(Reason::NotSubvolume {
+            path: path.into(),
+            hint,
+        });
+    }
+    Ok(fd)
 }
 
 /// Every subvolume's root directory is inode 256 (`BTRFS_FIRST_FREE_OBJECTID`), the
