@@ -156,9 +156,7 @@ impl Download<'_, '_> {
                     failures += 1;
                     self.reporter
                         .explain(|| format!("# {digest}: {reason}; starting over"));
-                    verifier = Verifier::default();
-                    bar.set_position(0);
-                    rewind(&mut file)?;
+                    start_over(&mut file, &mut verifier, &bar)?;
                 }
             }
             std::thread::sleep(Duration::from_millis(200u64 << failures.min(5)));
@@ -186,8 +184,19 @@ impl Download<'_, '_> {
         verifier: &mut Verifier,
         bar: &indicatif::ProgressBar,
     ) -> Result<(), Attempt> {
+        let response = self.request(file, verifier, bar)?;
+        self.stream(response, file, verifier, bar)
+    }
+
+    /// The GET, answered from where `verifier` stands: 206 at exactly that offset, or 200
+    /// with the whole blob again (`file` and `verifier` are then reset to match).
+    fn request(
+        &self,
+        file: &mut NamedTempFile,
+        verifier: &mut Verifier,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<reqwest::blocking::Response, Attempt> {
         let digest = self.blob.digest();
-        let size = self.blob.size();
         let start = verifier.bytes();
         let url = self
             .registry
@@ -215,9 +224,7 @@ impl Download<'_, '_> {
             StatusCode::OK => {
                 if start > 0 {
                     // No Range support: the whole blob comes again.
-                    *verifier = Verifier::default();
-                    bar.set_position(0);
-                    rewind(file).map_err(Attempt::Fatal)?;
+                    start_over(file, verifier, bar).map_err(Attempt::Fatal)?;
                 }
             }
             StatusCode::NOT_FOUND => {
@@ -227,6 +234,19 @@ impl Download<'_, '_> {
             }
             _ => return Err(Attempt::Fatal(status_error(response).into())),
         }
+        Ok(response)
+    }
+
+    /// Streams the body into `file` through `verifier`, never past the descriptor's size.
+    fn stream(
+        &self,
+        mut response: reqwest::blocking::Response,
+        file: &mut NamedTempFile,
+        verifier: &mut Verifier,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(), Attempt> {
+        let digest = self.blob.digest();
+        let size = self.blob.size();
         // A declared length that cannot be right fails before reading.
         let remaining = size - verifier.bytes();
         if let Some(length) = response.content_length() {
@@ -238,7 +258,6 @@ impl Download<'_, '_> {
             }
         }
 
-        let mut response = response;
         let mut buffer = vec![0u8; CHUNK];
         loop {
             if self.abort.load(Ordering::Relaxed) || crate::interrupted() {
@@ -277,6 +296,17 @@ impl Download<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Back to byte 0: the file emptied, the hash and the progress bar reset.
+fn start_over(
+    file: &mut NamedTempFile,
+    verifier: &mut Verifier,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    *verifier = Verifier::default();
+    bar.set_position(0);
+    rewind(file)
 }
 
 fn rewind(file: &mut NamedTempFile) -> Result<(), Error> {

@@ -240,7 +240,11 @@ pub fn fetch(options: &Options) -> Result<Digest, Error> {
         &reporter,
     )?;
 
-    let (manifest, bytes, docker) = resolve_manifest(
+    let Resolved {
+        manifest,
+        bytes,
+        docker,
+    } = resolve_manifest(
         &registry,
         &reference,
         &platform,
@@ -390,16 +394,24 @@ fn credentials(
     Ok(found.map(|(credentials, _)| credentials))
 }
 
+/// The image manifest a reference resolves to.
+struct Resolved {
+    manifest: oci_spec::image::ImageManifest,
+    /// Exactly as served: the bytes its digest is of.
+    bytes: Vec<u8>,
+    /// Docker schema2 (converted before it is stored), not OCI.
+    docker: bool,
+}
+
 /// Fetches the manifest for `reference`, following an index to the entry
-/// for `platform`. Returns the manifest, its exact bytes, and whether it is
-/// Docker schema2.
+/// for `platform`.
 fn resolve_manifest(
     registry: &Registry<'_>,
     reference: &Reference,
     platform: &PlatformSpec,
     retry_times: u32,
     reporter: &Reporter,
-) -> Result<(oci_spec::image::ImageManifest, Vec<u8>, bool), Error> {
+) -> Result<Resolved, Error> {
     let (mut bytes, mut content_type) =
         get_manifest(registry, reference, &reference.manifest_ref(), retry_times)?;
     if let Some(pinned) = &reference.digest {
@@ -412,7 +424,13 @@ fn resolve_manifest(
                 source,
             })?;
         let index = match document {
-            Document::Manifest { manifest, docker } => return Ok((*manifest, bytes, docker)),
+            Document::Manifest { manifest, docker } => {
+                return Ok(Resolved {
+                    manifest: *manifest,
+                    bytes,
+                    docker,
+                })
+            }
             Document::Index(index) => index,
         };
         // This platform's manifest; else a nested index that names no
@@ -424,24 +442,7 @@ fn resolve_manifest(
                 .iter()
                 .find(|d| d.platform().is_none() && manifest::is_index_type(d.media_type()))
         });
-        let entry = entry.ok_or_else(|| {
-            let mut available: Vec<String> = index
-                .manifests()
-                .iter()
-                .filter(|d| d.platform().is_some())
-                .map(platform::describe)
-                .collect();
-            available.dedup();
-            Error::NoPlatform {
-                wanted: platform.to_string(),
-                reference: reference.to_string(),
-                available: if available.is_empty() {
-                    "none".to_owned()
-                } else {
-                    available.join(", ")
-                },
-            }
-        })?;
+        let entry = entry.ok_or_else(|| no_platform(&index, platform, reference))?;
         if !manifest::is_manifest_type(entry.media_type()) {
             return Err(Error::EntryType {
                 reference: reference.to_string(),
@@ -462,6 +463,7 @@ fn resolve_manifest(
                 entry.digest()
             )
         });
+        // The digest goes into a URL, and later a path: sha256 in its strict form only.
         sha256_hex(entry.digest())?;
         (bytes, content_type) =
             get_manifest(registry, reference, entry.digest().as_ref(), retry_times)?;
@@ -470,6 +472,32 @@ fn resolve_manifest(
     Err(Error::TooDeep(reference.to_string()))
 }
 
+/// The error for an index without `platform`, listing the platforms it has.
+fn no_platform(
+    index: &oci_spec::image::ImageIndex,
+    platform: &PlatformSpec,
+    reference: &Reference,
+) -> Error {
+    let mut available: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter(|d| d.platform().is_some())
+        .map(platform::describe)
+        .collect();
+    available.dedup();
+    Error::NoPlatform {
+        wanted: platform.to_string(),
+        reference: reference.to_string(),
+        available: if available.is_empty() {
+            "none".to_owned()
+        } else {
+            available.join(", ")
+        },
+    }
+}
+
+/// GETs a manifest by tag or digest (at most [`MAX_MANIFEST_SIZE`] bytes), asking again
+/// when the body breaks off; the bytes and the Content-Type.
 fn get_manifest(
     registry: &Registry<'_>,
     reference: &Reference,
