@@ -158,7 +158,7 @@ impl<'r> Registry<'r> {
     fn ping(&self, once: bool) -> Result<(), RegistryError> {
         let url = self.url("v2/")?;
         let retries = if once { 0 } else { self.options.retry_times };
-        let response = self.with_retries(retries, || self.follow(&url, &[], None, true))?;
+        let response = self.with_retries(retries, || self.follow(&url, &[], None))?;
         match response.status() {
             status if status.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED => {
@@ -192,37 +192,42 @@ impl<'r> Registry<'r> {
                 header
             }
             Challenge::Bearer { realm, service, .. } => {
-                // Our own scope, whatever the challenge proposes.
-                let scope = format!("repository:{}:pull", self.repository);
-                let realm = auth::check_realm(realm, !self.options.tls_verify)?;
-                let url = auth::token_url(realm.clone(), service.as_deref(), &scope);
-                let basic = credentials.map(Credentials::basic_header);
-                let response = self.with_retries(self.options.retry_times, || {
-                    self.follow_as(&url, &[], None, basic.as_deref().map(|b| (&realm, b)))
-                })?;
-                match response.status() {
-                    status if status.is_success() => {}
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                        return Err(match credentials {
-                            Some(credentials) => self.wrong_credentials(credentials),
-                            None => self.needs_credentials(),
-                        })
-                    }
-                    _ => return Err(status_error(response)),
-                }
-                let body = read_limited(response, MAX_SMALL_BODY)?;
-                let token = auth::parse_token(&body).ok_or_else(|| RegistryError::Auth {
-                    registry: self.name.clone(),
-                    reason: format!(
-                        "the token server at {} sent no usable token",
-                        url.origin().ascii_serialization()
-                    ),
-                })?;
-                format!("Bearer {token}")
+                format!("Bearer {}", self.bearer_token(realm, service.as_deref())?)
             }
         };
         *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(header);
         Ok(())
+    }
+
+    /// The token dance: GET the realm for a pull scope on this repository, with the
+    /// credentials (if any) as Basic auth sent to the realm's origin only.
+    fn bearer_token(&self, realm: &str, service: Option<&str>) -> Result<String, RegistryError> {
+        // Our own scope, whatever the challenge proposes.
+        let scope = format!("repository:{}:pull", self.repository);
+        // A hostile registry may point the realm at a metadata service or a file: checked.
+        let realm = auth::check_realm(realm, !self.options.tls_verify)?;
+        let url = auth::token_url(realm.clone(), service, &scope);
+        let basic = self
+            .options
+            .credentials
+            .as_ref()
+            .map(Credentials::basic_header);
+        let response = self.with_retries(self.options.retry_times, || {
+            self.follow_as(&url, &[], None, basic.as_deref().map(|b| (&realm, b)))
+        })?;
+        match response.status() {
+            status if status.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.refused()),
+            _ => return Err(status_error(response)),
+        }
+        let body = read_limited(response, MAX_SMALL_BODY)?;
+        auth::parse_token(&body).ok_or_else(|| RegistryError::Auth {
+            registry: self.name.clone(),
+            reason: format!(
+                "the token server at {} sent no usable token",
+                url.origin().ascii_serialization()
+            ),
+        })
     }
 
     fn current_authorization(&self) -> Option<String> {
@@ -230,6 +235,14 @@ impl<'r> Registry<'r> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Access denied: the credentials given were wrong, or some were needed.
+    fn refused(&self) -> RegistryError {
+        match &self.options.credentials {
+            Some(credentials) => self.wrong_credentials(credentials),
+            None => self.needs_credentials(),
+        }
     }
 
     fn needs_credentials(&self) -> RegistryError {
@@ -282,7 +295,7 @@ impl<'r> Registry<'r> {
         let mut logged_in_again = false;
         loop {
             let response = self.with_retries(self.options.retry_times, || {
-                self.follow(url, accept, range_start, true)
+                self.follow(url, accept, range_start)
             })?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
@@ -293,12 +306,7 @@ impl<'r> Registry<'r> {
                     logged_in_again = true;
                     self.authenticate(&challenge)?;
                 }
-                _ => {
-                    return Err(match &self.options.credentials {
-                        Some(credentials) => self.wrong_credentials(credentials),
-                        None => self.needs_credentials(),
-                    })
-                }
+                _ => return Err(self.refused()),
             }
         }
     }
@@ -341,18 +349,14 @@ impl<'r> Registry<'r> {
         }
     }
 
+    /// [`follow_as`](Self::follow_as) with the registry's current `Authorization`.
     fn follow(
         &self,
         url: &Url,
         accept: &[&str],
         range_start: Option<u64>,
-        with_auth: bool,
     ) -> Result<Response, RegistryError> {
-        let authorization = if with_auth {
-            self.current_authorization()
-        } else {
-            None
-        };
+        let authorization = self.current_authorization();
         self.follow_as(
             url,
             accept,
