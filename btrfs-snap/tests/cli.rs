@@ -16,6 +16,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts exit status 1 with `needle` in the error; returns the error.
+#[track_caller]
+fn assert_fails(out: &Output, needle: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    err
+}
+
 fn on_btrfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
@@ -94,12 +103,7 @@ fn proc_and_tmpfs_are_named() {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
     {
         let out = btrfs_snap(&["show", "/dev/shm"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains("is on tmpfs, not btrfs"),
-            "{}",
-            stderr(&out)
-        );
+        assert_fails(&out, "is on tmpfs, not btrfs");
     }
 }
 
@@ -110,24 +114,14 @@ fn the_root_filesystem_is_called_that() {
         return;
     }
     let out = btrfs_snap(&["show", "/"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("(the root filesystem), not btrfs"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, "(the root filesystem), not btrfs");
 }
 
 #[test]
 fn bad_names_are_refused_before_touching_anything() {
     let long = "x".repeat(256);
     let out = btrfs_snap(&["create", &long]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("longer than 255 bytes (BTRFS_VOL_NAME_MAX)"),
-        "{err}"
-    );
+    let err = assert_fails(&out, "longer than 255 bytes (BTRFS_VOL_NAME_MAX)");
     assert!(
         err.contains("(256 bytes)"),
         "a long name is shortened: {err}"
@@ -146,12 +140,7 @@ fn bad_names_are_refused_before_touching_anything() {
 #[test]
 fn missing_paths_are_named() {
     let out = btrfs_snap(&["create", "/nonexistent-dir/sub"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("'/nonexistent-dir' does not exist"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, "'/nonexistent-dir' does not exist");
     let out = btrfs_snap(&["delete", "/nonexistent-a", "/nonexistent-b"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
