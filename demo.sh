@@ -101,6 +101,7 @@ need unshare util-linux "the mount namespace this script runs in"
 $loop && need mkfs.btrfs btrfs-progs "$workdir is on $fstype, so the demo makes a btrfs in a loop file"
 $offline && need docker-registry docker-registry "the local registry --offline serves the image from"
 $offline && need busybox busybox-static "the static busybox the --offline image is built from"
+$offline && need ss iproute2 "to read which port the kernel gave the registry"
 [ "$fetch" = skopeo ] && need skopeo skopeo "--fetch skopeo"
 [ "$unpack" = umoci ] && need umoci umoci "--unpack umoci"
 if [ ${#missing[@]} -gt 0 ]; then
@@ -270,6 +271,7 @@ EOF
     image=docker://127.0.0.1:$port/busybox:latest
 fi
 image=${image:-docker://alpine:latest}
+case $image in *://*) ;; *) image=docker://$image ;; esac # skopeo wants the transport spelled out
 
 # NAME and TAG from the reference: docker://[HOST[:PORT]/]PATH/NAME[:TAG][@DIGEST]
 ref=${image#docker://}
@@ -295,13 +297,13 @@ step "mkdir -p images containers oci-images unpacked-images" \
 tls=()
 $offline && tls=(--src-tls-verify=false) # skopeo wants http allowed by name, even on loopback
 case $fetch in
-    fetch-image)
-        step "skopeo copy ${tls[*]}${tls:+ }$image oci:oci-images/$name:$tag" \
-            fetch-image "${explain[@]}" "$image" "oci:oci-images/$name:$tag" ;;
-    skopeo)
-        step "skopeo copy ${tls[*]}${tls:+ }$image oci:oci-images/$name:$tag" \
-            skopeo copy "${tls[@]}" "$image" "oci:oci-images/$name:$tag" ;;
+    fetch-image) fetch_with=(fetch-image "${explain[@]}") ;;
+    skopeo) fetch_with=(skopeo copy "${tls[@]}") ;;
 esac
+hint=
+$offline || hint="; with no internet, --offline runs the demo against a local registry"
+step "skopeo copy ${tls[*]}${tls:+ }$image oci:oci-images/$name:$tag" \
+    "${fetch_with[@]}" "$image" "oci:oci-images/$name:$tag" || die "cannot fetch $image$hint"
 
 # The unpack: an OCI runtime bundle (config.json + rootfs/) in unpacked-images/NAME.
 if [ -e "unpacked-images/$name" ]; then
@@ -342,4 +344,5 @@ c=containers/$container
 classic=(unshare --mount --uts --ipc --net --pid --fork -- sh -c "mount --bind $c $c && cd $c && mkdir -p oldroot && pivot_root . oldroot && umount -l /oldroot && mount -t proc proc /proc && hostname $container && exec \"\$@\"" sh "${shell[@]}")
 announce "$(show "${classic[@]}")" \
     nsenter-run "${explain[@]}" --rootfs "$c" --hostname "$container" -- "${shell[@]}"
+[ ${#command[@]} -gt 0 ] || say "a shell in the container: 'exit' leaves it, and the demo undoes its set-up"
 nsenter-run "${explain[@]}" --rootfs "$c" --hostname "$container" -- "${shell[@]}"
