@@ -1342,6 +1342,44 @@ fn truncated_tampered_and_missing_blobs_are_errors() {
 }
 
 #[test]
+fn missing_parents_of_the_bundle_are_made_and_removed_again_on_failure() {
+    if !require_root("missing_parents_of_the_bundle_are_made_and_removed_again_on_failure") {
+        return;
+    }
+    let image = ImageBuilder::new()
+        .layer(good_layer(), Compression::Gzip)
+        .build();
+    let s = Scratch::new();
+    s.write_image(&image);
+    let layout = format!("{}:latest", s.layout().display());
+    let unpack = |bundle: &Path| {
+        Command::new(bin("unpack-layers"))
+            .args(["--quiet", "--image", &layout])
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    // As umoci unpack does: the parents are made, the bundle itself is 0700.
+    let nested = s.path().join("made/by/us/bundle");
+    assert_ok(&unpack(&nested));
+    assert!(nested.join("config.json").is_file());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&nested), 0o700);
+    assert_eq!(mode(&s.path().join("made")), 0o755);
+
+    // A failure takes the parents it made with it, and nothing else.
+    let hex = image.layers[0].digest.trim_start_matches("sha256:");
+    fs::write(s.layout().join("blobs/sha256").join(hex), b"broken").unwrap();
+    let doomed = s.path().join("new/parents/bundle");
+    assert!(!unpack(&doomed).status.success());
+    assert!(
+        !s.path().join("new").exists(),
+        "the parents it made were left behind"
+    );
+    assert!(s.path().join("made/by/us/bundle").is_dir());
+}
+
+#[test]
 fn missing_tag_lists_the_tags() {
     let s = Scratch::new();
     s.write_image(

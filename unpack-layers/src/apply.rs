@@ -243,6 +243,19 @@ impl Applier {
                 Err(e) => return Err(sys("create file")(e)),
             }
         };
+        self.explain.say(
+            format_args!(
+                "openat(dir, {name:?}, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, {:04o}) + write",
+                meta.mode & 0o7777
+            ),
+            format_args!(
+                "install -m {:04o} -o {} -g {} /dev/stdin {}",
+                meta.mode & 0o7777,
+                meta.uid,
+                meta.gid,
+                display(&path.joined())
+            ),
+        );
         let chown = needs_chown(meta, self.euid, self.egid, &parent);
         drop(parent);
         if replaced {
@@ -268,7 +281,14 @@ impl Applier {
         let mut merged = false;
         let mut replaced = false;
         match mkdirat(parent.as_fd(), name.as_c_str(), perm) {
-            Ok(()) => {}
+            Ok(()) => self.explain.say(
+                format_args!("mkdirat(dir, {name:?}, {:04o})", meta.mode & 0o7777),
+                format_args!(
+                    "mkdir -m {:04o} {}",
+                    meta.mode & 0o7777,
+                    display(&path.joined())
+                ),
+            ),
             Err(Errno::EEXIST) => {
                 let st = fstatat(
                     parent.as_fd(),

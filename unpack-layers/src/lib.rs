@@ -161,7 +161,9 @@ pub fn unpack(opts: &Options) -> Result<(), Error> {
 struct Target {
     bundle: PathBuf,
     rootfs: PathBuf,
-    created_bundle: bool,
+    /// The topmost directory this run created: the bundle, or its highest
+    /// ancestor that did not exist (parents are made as `umoci unpack` makes them).
+    created: Option<PathBuf>,
     rootfs_only: bool,
 }
 
@@ -194,35 +196,52 @@ impl Target {
             return Ok(Target {
                 bundle: bundle.to_owned(),
                 rootfs: bundle.to_owned(),
-                created_bundle: false,
+                created: None,
                 rootfs_only: true,
             });
         }
-        let created_bundle = match existing {
+        let created = match existing {
             None => {
+                let topmost = bundle
+                    .ancestors()
+                    .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+                    .last()
+                    .unwrap_or(bundle)
+                    .to_owned();
+                if let Some(parent) = bundle.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    explain.say(
+                        format_args!("mkdir({parent:?}, 0755) for each missing parent"),
+                        format_args!("mkdir -p {}", parent.display()),
+                    );
+                    if let Err(source) = fs::create_dir_all(parent) {
+                        // Undo the parents made before the failure.
+                        let _ = fs::remove_dir_all(&topmost);
+                        return Err(create(parent)(source));
+                    }
+                }
                 // 0700: setuid binaries and devices in the rootfs stay out of
                 // reach of the host's other users (THREATS: devices and setuid).
                 explain.say(
                     format_args!("mkdir({bundle:?}, 0700)"),
                     format_args!("mkdir -m 0700 {}", bundle.display()),
                 );
-                DirBuilder::new()
-                    .mode(0o700)
-                    .create(bundle)
-                    .map_err(create(bundle))?;
-                true
+                if let Err(source) = DirBuilder::new().mode(0o700).create(bundle) {
+                    let _ = fs::remove_dir_all(&topmost);
+                    return Err(create(bundle)(source));
+                }
+                Some(topmost)
             }
             Some(m) if m.is_dir() && is_empty(bundle).map_err(create(bundle))? => {
                 fs::set_permissions(bundle, fs::Permissions::from_mode(0o700))
                     .map_err(create(bundle))?;
-                false
+                None
             }
             Some(_) => return Err(Error::BundleNotEmpty(bundle.to_owned())),
         };
         let target = Target {
             bundle: bundle.to_owned(),
             rootfs: bundle.join("rootfs"),
-            created_bundle,
+            created,
             rootfs_only: false,
         };
         explain.say(
@@ -239,11 +258,11 @@ impl Target {
         Ok(target)
     }
 
-    /// Removes what this run wrote: the bundle it made, or the contents of the
-    /// directory it was given. Best effort: the error being reported matters more.
+    /// Removes what this run wrote: the bundle it made (with any parents it
+    /// made), or the contents of the directory it was given. Best effort: the error being reported matters more.
     fn undo(&self) {
-        let result = if self.created_bundle {
-            fs::remove_dir_all(&self.bundle)
+        let result = if let Some(created) = &self.created {
+            fs::remove_dir_all(created)
         } else {
             empty_dir(if self.rootfs_only {
                 &self.rootfs

@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, value_name = "DIR[:TAG]")]
     image: OsString,
 
-    /// Where to unpack: a new or empty directory (with --rootfs-only, an existing empty one)
+    /// Where to unpack: a new or empty directory, missing parents made (with --rootfs-only, an existing empty one)
     #[arg(value_name = "BUNDLE")]
     bundle: PathBuf,
 
