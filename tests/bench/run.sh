@@ -468,7 +468,7 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r'; }
 {
     printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf 'mode\t%s\n' "$([ "$smoke" = 1 ] && echo smoke || echo full)"
-    printf 'runs\t%s (slow measurements %s, start %s)\n' "$runs" "$slow_runs" "$start_runs"
+    printf 'runs\t%s (slow measurements %s, starts and snapshots %s)\n' "$runs" "$slow_runs" "$start_runs"
     printf 'main shape\t%s\n' "$main_shape"
     printf 'cpu\t%s, %s cores\n' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(nproc)"
     printf 'memory\t%s\n' "$(free -h | awk '/^Mem:/ {print $2}')"

@@ -203,6 +203,7 @@ impl Results {
                 results.meta.push((key.clone(), value.clone()));
             }
         }
+        results.sizes.sort_by_key(|s| s.compressed);
         Ok(results)
     }
 
@@ -751,7 +752,8 @@ fn markdown(
          - The images are served by Debian's `docker-registry` on 127.0.0.1 over plain http \
          (`skopeo --src-tls-verify=false`), from a warm page cache: the figures measure the \
          tools, not a network or a disk.\n\
-         - hyperfine runs each command without a shell (`-N`) after one warm-up run; the \
+         - hyperfine runs each command without a shell (`-N`) after one warm-up run (none for \
+         the slow measurements, whose inputs are read into the page cache beforehand); the \
          `--prepare` step (outside the timing) removes the previous run's output and calls \
          `sync`. Unpacks write to a tmpfs; fetches to the scratch directory on the root \
          filesystem; snapshots, copies and the whole chain to a loop-mounted btrfs.\n\
