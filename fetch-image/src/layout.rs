@@ -70,6 +70,9 @@ impl Layout {
     pub fn create(dir: &Path) -> Result<Self, LayoutError> {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).map_err(io("create directory", &blobs))?;
+        let layout = Layout {
+            dir: dir.to_owned(),
+        };
         let marker = dir.join(LAYOUT_FILE);
         match fs::read(&marker) {
             Ok(content) => {
@@ -81,16 +84,11 @@ impl Layout {
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                let layout = Layout {
-                    dir: dir.to_owned(),
-                };
                 layout.replace_file(&marker, LAYOUT_CONTENT.as_bytes())?;
             }
             Err(e) => return Err(io("read", &marker)(e)),
         }
-        Ok(Layout {
-            dir: dir.to_owned(),
-        })
+        Ok(layout)
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,13 +125,7 @@ impl Layout {
 
     /// Gives a verified temporary file its final name.
     pub fn commit_blob(&self, file: NamedTempFile, hex: &str) -> Result<(), LayoutError> {
-        let path = self.blob_path(hex);
-        file.as_file().sync_all().map_err(io("sync", file.path()))?;
-        // Blobs are world-readable, as skopeo and umoci leave them.
-        set_mode(file.path(), 0o644)?;
-        file.persist(&path)
-            .map_err(|e| io("rename a temporary file to", &path)(e.error))?;
-        Ok(())
+        persist(file, &self.blob_path(hex))
     }
 
     /// Stores an in-memory blob (a manifest) and returns its descriptor digest.
@@ -189,10 +181,7 @@ impl Layout {
     fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         let mut file = self.temp_file()?;
         file.write_all(bytes).map_err(io("write", file.path()))?;
-        file.as_file().sync_all().map_err(io("sync", file.path()))?;
-        set_mode(file.path(), 0o644)?;
-        file.persist(path)
-            .map_err(|e| io("rename a temporary file to", path)(e.error))?;
+        persist(file, path)?;
         // Make the rename itself durable.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -234,9 +223,16 @@ pub fn manifest_descriptor(digest: oci_spec::image::Digest, size: u64) -> Descri
     Descriptor::new(MediaType::ImageManifest, size, digest)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), LayoutError> {
+/// Syncs a finished temporary file, makes it world-readable (as skopeo and umoci leave
+/// layouts) and renames it to `path`.
+fn persist(file: NamedTempFile, path: &Path) -> Result<(), LayoutError> {
     use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io("chmod", path))
+    file.as_file().sync_all().map_err(io("sync", file.path()))?;
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644))
+        .map_err(io("chmod", file.path()))?;
+    file.persist(path)
+        .map_err(|e| io("rename a temporary file to", path)(e.error))?;
+    Ok(())
 }
 
 /// Reads an `index.json`, taking `"manifests": null` as an empty list: that is what
