@@ -84,7 +84,9 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 case $target in /*) ;; *) target=$PWD/$target ;; esac
 
 mkdir -p "$workdir"
-fstype=$(stat --file-system --format=%T "$workdir")
+# findmnt names the filesystem as the mount table does (ext4, tmpfs); stat -f
+# only knows the superblock magic, which ext2, ext3 and ext4 share.
+fstype=$(findmnt --noheadings --output FSTYPE --target "$workdir")
 loop=false
 [ "$fstype" = btrfs ] || loop=true
 
