@@ -8,6 +8,7 @@
 //! - [`busybox`]: a small real image made from the static busybox binary (also what the
 //!   `image-builder` binary writes or pushes for `demo.sh --offline`).
 //! - [`btrfs`]: a loop-mounted btrfs, gone on drop.
+//! - [`container`]: a container started in the background, paused until released.
 //! - [`mountns`]: run a closure or command in a private mount namespace.
 //! - [`bins`]: the workspace's binaries; [`prereq`]: root and system packages.
 //!
@@ -18,6 +19,7 @@
 pub mod bins;
 pub mod btrfs;
 pub mod busybox;
+pub mod container;
 pub mod image;
 pub mod mountns;
 pub mod prereq;

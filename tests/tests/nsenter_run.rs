@@ -6,12 +6,13 @@
 //! Needs root, busybox-static, the loop btrfs fixture's programs; tmux and runc for their
 //! tests. Build the binaries first: `cargo build --workspace --bins`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::btrfs::LoopBtrfs;
+use tests::container::Running;
 use tests::{bins, busybox, mountns, prereq};
 
 /// Docker's default bounding set as /proc/self/status prints it.
@@ -99,51 +100,9 @@ fn host_mounts() -> Vec<String> {
         .collect()
 }
 
-/// A container started with `read` waiting on its stdin: running until released.
-struct Running {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
 /// Start `script` in the container; it must print `ready` before blocking on `read`.
 fn start(root: &Path, flags: &[&str], script: &str) -> Running {
-    let mut child = nsenter_run(root, flags, &["/bin/sh", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    if line.trim() != "ready" {
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        panic!("container did not get ready: {line:?} {err}");
-    }
-    Running { child, stdout }
-}
-
-impl Running {
-    fn release(mut self) -> (i32, String) {
-        self.child.stdin.take().unwrap().write_all(b"\n").unwrap();
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let status = self.child.wait().unwrap();
-        (status.code().unwrap_or(-1), rest)
-    }
-
-    /// The container's PID 1 as the host sees it: nsenter-run's only child.
-    fn pid1(&self) -> i32 {
-        let children = format!("/proc/{0}/task/{0}/children", self.child.id());
-        let text = std::fs::read_to_string(children).unwrap();
-        text.split_whitespace().next().unwrap().parse().unwrap()
-    }
+    Running::start(nsenter_run(root, flags, &["/bin/sh", "-c", script]))
 }
 
 #[test]
@@ -307,7 +266,7 @@ fn the_host_mount_table_is_unchanged_even_with_a_shared_root() {
     }
     let root = busybox_snapshot();
     let plain_before = host_mounts();
-    let (code, _) = start(&root.path, &[], "echo ready; read x").release();
+    let (code, _, _) = start(&root.path, &[], "echo ready; read x").finish();
     assert_eq!(code, 0);
     assert_eq!(plain_before, host_mounts());
 
@@ -328,7 +287,7 @@ fn the_host_mount_table_is_unchanged_even_with_a_shared_root() {
         }
         let running = start(&path, &[], "echo ready; read x");
         let during = host_mounts();
-        let (code, _) = running.release();
+        let (code, _, _) = running.finish();
         let after = host_mounts();
         if code != 0 {
             return Err(format!("container exited {code}"));
@@ -387,7 +346,7 @@ fn exit_statuses_are_passed_through() {
         nix::sys::signal::SIGKILL,
     )
     .unwrap();
-    let (code, _) = running.release();
+    let (code, _, _) = running.finish();
     assert_eq!(code, 137);
 }
 
@@ -604,7 +563,7 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
     // container would, then reopen it for writing once the runtime has exited. nsenter-run
     // runs from a read-only detached mount of itself (or a sealed memfd): the reopen fails.
     let held = std::fs::File::open(format!("/proc/{}/exe", running.child.id())).unwrap();
-    let (code, _) = running.release();
+    let (code, _, _) = running.finish();
     assert_eq!(code, 0);
     let reopen = std::fs::OpenOptions::new()
         .write(true)

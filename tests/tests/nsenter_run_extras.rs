@@ -6,13 +6,14 @@
 //! Needs root, busybox-static, iproute2 (`ip`, to make bridges and inspect links), the loop
 //! btrfs fixture's programs. Build the binaries first: `cargo build --workspace --bins`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::btrfs::LoopBtrfs;
+use tests::container::Running;
 use tests::{bins, busybox, mountns, prereq};
 
 /// Tests that make cgroups run one at a time, so the soak can tell its leftovers apart.
@@ -110,51 +111,8 @@ fn links() -> Vec<String> {
         .collect()
 }
 
-/// A container started in the background, printing `ready` once its command runs.
-struct Running {
-    child: std::process::Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-fn start(mut cmd: Command) -> Running {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    if line.trim() != "ready" {
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        panic!("container did not get ready: {line:?} {err}");
-    }
-    Running { child, stdout }
-}
-
-impl Running {
-    /// Let the container go on (a newline on its stdin) and wait for it.
-    fn finish(mut self) -> (i32, String, String) {
-        let _ = self.child.stdin.take().unwrap().write_all(b"\n");
-        let mut out = String::new();
-        self.stdout.read_to_string(&mut out).unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        (status.code().unwrap_or(-1), out, err)
-    }
+fn start(cmd: Command) -> Running {
+    Running::start(cmd)
 }
 
 fn connect_retrying(addr: &str) -> TcpStream {
