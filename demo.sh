@@ -142,12 +142,16 @@ if [ -n "$stale" ]; then
     build=("$cargo" build --release --workspace --manifest-path "$repo/Cargo.toml" --target-dir "$target")
     for tool in "${tools[@]}"; do build+=(--bin "$tool"); done
     # Build as the user who ran sudo when the checkout is theirs: their toolchain,
-    # and no root-owned files left in their target/.
-    if [ "$invoker" != root ] && [ "$(stat --format=%U "$repo")" = "$invoker" ]; then
-        sudo -u "$invoker" -H -- "${build[@]}"
-    else
-        "${build[@]}"
-    fi
+    # and no root-owned files left in their target/. From the checkout, so that cargo
+    # reads its .cargo/config.toml (nsenter-run is linked statically).
+    (
+        cd "$repo"
+        if [ "$invoker" != root ] && [ "$(stat --format=%U "$repo")" = "$invoker" ]; then
+            sudo -u "$invoker" -H -- "${build[@]}"
+        else
+            "${build[@]}"
+        fi
+    )
 fi
 
 # ---- a mount namespace of our own ------------------------------------------------

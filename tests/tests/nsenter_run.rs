@@ -581,19 +581,28 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
     assert!(read_only || sealed, "the runtime runs from a writable file");
 
     // The classic attack: the command is a script whose interpreter is /proc/self/exe,
-    // resolved while the process is still nsenter-run. After pivot_root and the old
-    // root's detach the kernel refuses the exec outright (ENOENT, hence 127); were it
-    // allowed, it would reach the protected copy above, never the host file.
+    // resolved while the process is still nsenter-run. The kernel runs the protected copy
+    // inside the container (a dynamically linked build fails instead, ENOENT, 127: its
+    // loader is not in the rootfs), and that copy cannot be written: with --init it stays
+    // PID 1, and a write to /proc/1/exe from the container fails.
     let evil = root.path.join("evil");
     std::fs::write(&evil, "#!/proc/self/exe --version\n").unwrap();
     std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = nsenter_run(&root.path, &[], &["/evil"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
-    assert!(
-        !text(&out.stdout).contains("nsenter-run"),
-        "{}",
-        text(&out.stdout)
+    match out.status.code() {
+        Some(0) => assert!(
+            text(&out.stdout).starts_with("nsenter-run "),
+            "{}",
+            text(&out.stdout)
+        ),
+        code => assert_eq!(code, Some(127), "{}", text(&out.stderr)),
+    }
+    let out = run_sh(
+        &root.path,
+        &["--init"],
+        "if echo pwned >> /proc/1/exe; then echo written; else echo refused; fi",
     );
+    assert_eq!(text(&out.stdout).trim(), "refused", "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read(&binary).unwrap(),
         before,
