@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Cargo's rustc wrapper for the workspace's own crates (.cargo/config.toml): "$1" is rustc,
 # the rest its arguments. It changes one compilation: the nsenter-run binary is linked
 # statically (glibc's libc.a) and not position-independent, so that starting it maps no
@@ -12,6 +12,9 @@
 # The libraries are compiled as usual; only the binary's own crate gets the two flags
 # (`cargo rustc -p nsenter-run --bin nsenter-run -- FLAGS` by hand). Without a static C
 # library (Fedora's glibc-static, part of libc6-dev on Debian) it is linked as usual.
+#
+# bash, not sh: dash drops environment variables whose names are not shell names, such as
+# the CARGO_BIN_EXE_nsenter-run that cargo hands to the integration tests' compilation.
 rustc=$1
 shift
 case " $* " in

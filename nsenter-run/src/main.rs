@@ -112,9 +112,22 @@ enum Net {
 }
 
 fn main() -> ExitCode {
+    // First of all, before the command line is even parsed (which would then be
+    // done twice): re-run from a copy of the binary the container cannot write
+    // through (see selfexe). `--explain` is looked for by hand, before `--`.
+    let explain = Explain::new(
+        std::env::args_os()
+            .skip(1)
+            .take_while(|arg| arg != "--")
+            .any(|arg| arg == "--explain"),
+    );
+    if let Err(err) = nsenter_run::selfexe::ensure_protected(explain) {
+        eprintln!("nsenter-run: {}", nsenter_run::error_chain(&err));
+        return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     let explain = Explain::new(cli.explain);
-    let result = nsenter_run::selfexe::ensure_protected(explain).and_then(|()| match cli.enter {
+    let result = match cli.enter {
         Some(pid) => nsenter_run::enter::enter(
             &EnterOptions {
                 pid,
@@ -153,7 +166,7 @@ fn main() -> ExitCode {
             nsenter_run::bundle::resolve(&options, explain)
                 .and_then(|c| nsenter_run::run(&c, explain))
         }
-    });
+    };
     match result {
         Ok(exit) => {
             if let Some(note) = exit.note {

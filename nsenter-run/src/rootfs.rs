@@ -138,15 +138,35 @@ pub fn resolve_in_root(
     kind: Kind,
     create: bool,
 ) -> Result<OwnedFd, Error> {
-    let bad = |reason: String| Error::Target {
+    let (parent, name) = split_target(dest).map_err(|reason| target_error(dest, reason))?;
+    let dir = open_dir_in_root(root, &parent, create).map_err(|e| {
+        target_error(
+            dest,
+            format!("cannot resolve its parent directory: {}", e.desc()),
+        )
+    })?;
+    open_last(&dir, &name, dest, kind, create)
+}
+
+fn target_error(dest: &Path, reason: String) -> Error {
+    Error::Target {
         dest: dest.to_path_buf(),
         reason,
-    };
-    let (parent, name) = split_target(dest).map_err(bad)?;
-    let dir = open_dir_in_root(root, &parent, create)
-        .map_err(|e| bad(format!("cannot resolve its parent directory: {}", e.desc())))?;
+    }
+}
+
+/// The last component `name` of `dest`, in its parent `dir`: never followed,
+/// created when missing and `create`, refused when of the wrong kind.
+fn open_last(
+    dir: &OwnedFd,
+    name: &Path,
+    dest: &Path,
+    kind: Kind,
+    create: bool,
+) -> Result<OwnedFd, Error> {
+    let bad = |reason: String| target_error(dest, reason);
     let nofollow = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match openat(&dir, &name, nofollow, Mode::empty()) {
+    let fd = match openat(dir, name, nofollow, Mode::empty()) {
         Err(Errno::ENOENT) if create => {
             match kind {
                 Kind::File => {
@@ -155,12 +175,12 @@ pub fn resolve_in_root(
                         | OFlag::O_WRONLY
                         | OFlag::O_NOFOLLOW
                         | OFlag::O_CLOEXEC;
-                    openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)).map(drop)
+                    openat(dir, name, flags, Mode::from_bits_truncate(0o644)).map(drop)
                 }
-                Kind::Dir | Kind::Any => mkdirat(&dir, &name, Mode::from_bits_truncate(0o755)),
+                Kind::Dir | Kind::Any => mkdirat(dir, name, Mode::from_bits_truncate(0o755)),
             }
             .map_err(|e| bad(format!("cannot create it: {}", e.desc())))?;
-            openat(&dir, &name, nofollow, Mode::empty())
+            openat(dir, name, nofollow, Mode::empty())
         }
         other => other,
     }
@@ -408,8 +428,10 @@ pub fn make_root_readonly(explain: Explain) -> Result<(), Error> {
 /// Step 5: masked and read-only paths, after pivot_root (so `/proc` is ours).
 pub fn harden(masked: &[PathBuf], readonly: &[PathBuf], explain: Explain) -> Result<(), Error> {
     let root = open_root()?;
+    let mut lookup = Lookup::new(root.as_fd());
+    let mut null = None;
     for path in masked {
-        let Some(target) = existing(root.as_fd(), path)? else {
+        let Some(target) = lookup.existing(path)? else {
             continue;
         };
         let is_dir =
@@ -429,13 +451,16 @@ pub fn harden(masked: &[PathBuf], readonly: &[PathBuf], explain: Explain) -> Res
             )
             .map_err(failed)?;
         } else {
-            let null = dev_null(root.as_fd())?;
+            let null = match &null {
+                Some(null) => null,
+                None => null.insert(dev_null(root.as_fd())?),
+            };
             explain.call(
                 format!("mount(\"/dev/null\", {path:?}, NULL, MS_BIND, NULL)"),
                 format!("mount --bind /dev/null {}", path.display()),
             );
             mount(
-                Some(&fd_path(&null)),
+                Some(&fd_path(null)),
                 &fd_path(&target),
                 None::<&str>,
                 MsFlags::MS_BIND,
@@ -443,9 +468,10 @@ pub fn harden(masked: &[PathBuf], readonly: &[PathBuf], explain: Explain) -> Res
             )
             .map_err(failed)?;
         }
+        lookup.mounted(path);
     }
     for path in readonly {
-        let Some(target) = existing(root.as_fd(), path)? else {
+        let Some(target) = lookup.existing(path)? else {
             continue;
         };
         explain.call(
@@ -461,12 +487,60 @@ pub fn harden(masked: &[PathBuf], readonly: &[PathBuf], explain: Explain) -> Res
             None::<&str>,
         )
         .map_err(|e| Error::sys(format!("mount --rbind '{}'", path.display()), e))?;
-        let Some(top) = existing(root.as_fd(), path)? else {
+        lookup.mounted(path);
+        let Some(top) = lookup.existing(path)? else {
             continue;
         };
         remount_readonly(&top, path, explain)?;
     }
     Ok(())
+}
+
+/// Paths resolved inside the root for [`harden`], whose two dozen targets share
+/// a few parent directories (`/proc`, `/sys`): each parent is resolved once
+/// (openat2 with RESOLVE_IN_ROOT), until a mount at or above it hides what it saw.
+struct Lookup<'a> {
+    root: BorrowedFd<'a>,
+    parents: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(root: BorrowedFd<'a>) -> Self {
+        Lookup {
+            root,
+            parents: Vec::new(),
+        }
+    }
+
+    /// The path's fd if it exists (masking a path the kernel lacks is a no-op).
+    fn existing(&mut self, path: &Path) -> Result<Option<OwnedFd>, Error> {
+        let (parent, name) = split_target(path).map_err(|reason| target_error(path, reason))?;
+        let index = match self.parents.iter().position(|(p, _)| *p == parent) {
+            Some(index) => index,
+            None => match open_dir_in_root(self.root, &parent, false) {
+                Ok(dir) => {
+                    self.parents.push((parent, dir));
+                    self.parents.len() - 1
+                }
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(e) => {
+                    let reason = format!("cannot resolve its parent directory: {}", e.desc());
+                    return Err(target_error(path, reason));
+                }
+            },
+        };
+        match open_last(&self.parents[index].1, &name, path, Kind::Any, false) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Error::Target { reason, .. }) if reason == Errno::ENOENT.desc() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Something was mounted at `path`: forget the directories at or under it.
+    fn mounted(&mut self, path: &Path) {
+        let path = path.strip_prefix("/").unwrap_or(path);
+        self.parents.retain(|(parent, _)| !parent.starts_with(path));
+    }
 }
 
 fn open_root() -> Result<OwnedFd, Error> {
@@ -476,15 +550,6 @@ fn open_root() -> Result<OwnedFd, Error> {
         Mode::empty(),
     )
     .map_err(|e| Error::sys("open /", e))
-}
-
-/// The path's fd if it exists (masking a path the kernel lacks is a no-op).
-fn existing(root: BorrowedFd<'_>, path: &Path) -> Result<Option<OwnedFd>, Error> {
-    match resolve_in_root(root, path, Kind::Any, false) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Error::Target { reason, .. }) if reason == Errno::ENOENT.desc() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Our own `/dev/null`, checked to be the 1:3 character device: a `/dev/null`

@@ -11,7 +11,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -45,8 +45,14 @@ pub fn block() -> Result<SigSet, Error> {
     Ok(old)
 }
 
-/// Put back a mask (the child, right before execve).
+/// Put back a mask, and SIGPIPE's default action (the child, right before execve).
+/// Rust's runtime ignores SIGPIPE in nsenter-run, and an ignored signal stays
+/// ignored across execve(2): the command would get EPIPE where it expects to die
+/// (`yes | head -1` would never end `yes`).
 pub fn restore(mask: &SigSet) -> Result<(), Error> {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run from it.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map_err(|e| Error::sys("signal(SIGPIPE, SIG_DFL)", e))?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .map_err(|e| Error::sys("sigprocmask", e))
 }

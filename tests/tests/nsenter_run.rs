@@ -117,7 +117,7 @@ fn inside_only_the_container_is_visible() {
         echo '== mountinfo'; cat /proc/self/mountinfo; \
         echo '== net'; ls /sys/class/net; \
         echo '== ns'; for n in ipc uts net pid mnt; do readlink /proc/self/ns/$n; done; \
-        echo '== status'; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status; \
+        echo '== status'; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|SigIgn)' /proc/self/status; \
         echo '== keys'; cat /proc/keys /proc/timer_list | wc -c; \
         echo '== procsys'; echo 1 > /proc/sys/kernel/ns_last_pid 2>&1 || echo refused; \
         echo '== fds'; ls /proc/$$/fd; \
@@ -213,6 +213,13 @@ fn inside_only_the_container_is_visible() {
     assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
     assert!(status.contains("CapAmb:\t0000000000000000"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    // nsenter-run ignores SIGPIPE (Rust's runtime does); the command must not inherit that.
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| panic!("no SigIgn line: {status}"));
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{status}");
 
     assert_eq!(section(&stdout, "keys"), ["0"], "masked files read empty");
     assert!(
