@@ -254,6 +254,7 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
     nix::unistd::sethostname(&c.hostname)
         .map_err(|e| Error::sys(format!("sethostname '{}'", c.hostname), e))?;
     rootfs::harden(&c.masked, &c.readonly_paths, explain)?;
+    rootfs::make_cwd(&c.cwd, explain)?;
     if c.readonly {
         rootfs::make_root_readonly(explain)?;
     }

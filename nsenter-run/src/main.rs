@@ -41,7 +41,7 @@ struct Cli {
     #[arg(long, short = 'e', value_name = "KEY=VALUE")]
     env: Vec<String>,
 
-    /// Working directory inside the container.
+    /// Working directory inside the container (made when missing, as runc does).
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
 

@@ -212,14 +212,16 @@ fn open_dir_in_root(root: BorrowedFd<'_>, rel: &Path, create: bool) -> Result<Ow
     };
     match openat2(root, rel, how) {
         Err(Errno::ENOENT) if create => {
-            let (parent, name) = match (rel.parent(), rel.file_name()) {
-                (Some(p), Some(n)) => (p, n),
-                _ => return Err(Errno::ENOENT),
+            let Some(parent) = rel.parent() else {
+                return Err(Errno::ENOENT);
             };
             let dir = open_dir_in_root(root, parent, true)?;
-            match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
+            // `X/..` is there as soon as X is; any other name is made in its parent.
+            if let Some(name) = rel.file_name() {
+                match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
             }
             openat2(root, rel, how)
         }
@@ -417,6 +419,36 @@ pub fn pivot(root: &OwnedFd, rootfs: &Path, explain: Explain) -> Result<(), Erro
     explain.call("umount2(\".\", MNT_DETACH)", "umount -l /oldroot");
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("umount -l (the old root)", e))?;
     chdir("/").map_err(|e| Error::sys("chdir /", e))
+}
+
+/// After pivot_root: create the working directory when it is missing, as runc
+/// and docker do for an image whose WORKDIR no layer made (`mkdir -p`, every
+/// step resolved inside the root). An existing one is left to chdir, symlinks and all.
+pub fn make_cwd(cwd: &Path, explain: Explain) -> Result<(), Error> {
+    let root = open_root()?;
+    let rel = cwd.strip_prefix("/").unwrap_or(cwd);
+    if rel.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(root.as_fd(), rel, how) {
+        Err(Errno::ENOENT) => {}
+        _ => return Ok(()),
+    }
+    explain.call(
+        format!("mkdirat({cwd:?}, 0755) for each missing component"),
+        format!("mkdir -p {}", cwd.display()),
+    );
+    open_dir_in_root(root.as_fd(), rel, true)
+        .map(drop)
+        .map_err(|e| {
+            Error::sys(
+                format!("mkdir -p '{}' (the working directory)", cwd.display()),
+                e,
+            )
+        })
 }
 
 /// `mount -o remount,bind,ro /` (the root's other flags kept).

@@ -673,6 +673,24 @@ fn readonly_cwd_env_and_hostname_flags_apply() {
 }
 
 #[test]
+fn a_missing_working_directory_is_made_inside_the_root() {
+    if !ready("a_missing_working_directory_is_made_inside_the_root") {
+        return;
+    }
+    // As runc and docker do for a WORKDIR no layer made; `..` cannot climb out.
+    let root = busybox_snapshot();
+    let out = run_sh(&root.path, &["--cwd", "/srv/../../../app/data"], "pwd");
+    assert_eq!(text(&out.stdout), "/app/data\n", "{}", text(&out.stderr));
+    assert!(root.path.join("app/data").is_dir());
+    // One that cannot be made: one line naming it, 125.
+    let out = run_sh(&root.path, &["--cwd", "/etc/passwd/x"], "pwd");
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("'/etc/passwd/x'"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn runc_and_nsenter_run_see_a_bundle_the_same_way() {
     if !ready("runc_and_nsenter_run_see_a_bundle_the_same_way")
         || !prereq::require_commands("runc_and_nsenter_run_see_a_bundle_the_same_way", &["runc"])
