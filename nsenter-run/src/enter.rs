@@ -9,7 +9,7 @@
 //! the container's PID namespace, joins the others, enters the container's root
 //! (`/proc/PID/root`, opened beforehand), and joins its cgroups.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::pipe2;
 
 use crate::cgroup::{self, Layout};
+use crate::exec::Via;
 use crate::explain::Explain;
 use crate::launch::{child_main, exec_hardened, release_and_wait, Exit};
 use crate::user::UserSpec;
@@ -82,7 +83,7 @@ pub fn enter(options: &EnterOptions, explain: Explain) -> Result<Exit, Error> {
         None => {
             drop(go_w);
             drop(err_r);
-            let code = child_main(Some(go_r), err_w, || {
+            let code = child_main(Some(go_r), err_w, |_report| {
                 explain.call(
                     format!("setns(pidfd of {pid}, CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWCGROUP)"),
                     format!("nsenter --target {pid} --mount --uts --ipc --net --cgroup"),
@@ -97,7 +98,8 @@ pub fn enter(options: &EnterOptions, explain: Explain) -> Result<Exit, Error> {
                     .map_err(|e| Error::sys("fchdir (the container's root)", e))?;
                 nix::unistd::chroot(".")
                     .map_err(|e| Error::sys("chroot (the container's root)", e))?;
-                exec_hardened(&container, &old_mask, explain)
+                // main re-ran nsenter-run from a protected copy for --enter.
+                exec_hardened(&container, &old_mask, Via::Itself, explain)
             });
             // SAFETY: ends the child without running the parent's destructors.
             unsafe { libc::_exit(code) }
@@ -109,7 +111,11 @@ pub fn enter(options: &EnterOptions, explain: Explain) -> Result<Exit, Error> {
         // Not fatal: a container may run without limits in a cgroup we cannot write.
         let _ = cgroup::write_value(&dir.join("cgroup.procs"), &child.pid.to_string(), explain);
     }
-    let code = release_and_wait(&child, Some(go_w), err_r, None, explain)?;
+    let program = container
+        .args
+        .first()
+        .map_or(OsStr::new(""), |a| a.as_os_str());
+    let code = release_and_wait(&child, Some(go_w), err_r, None, program, explain)?;
     Ok(Exit { code, note: None })
 }
 

@@ -10,7 +10,8 @@
 //!   executable, 127 not found.
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -88,11 +89,21 @@ pub fn exit_code_for(errors: &[Errno]) -> i32 {
     }
 }
 
+/// Who makes the command's execve.
+#[derive(Clone, Copy, Debug)]
+pub enum Via<'a> {
+    /// This process (already running from a protected copy, see selfexe).
+    Itself,
+    /// The sealed exec stub ([`crate::stub`]), with the setup-report pipe.
+    Stub(BorrowedFd<'a>),
+}
+
 /// execve the command, trying each PATH candidate. Returns only on failure.
 pub fn exec(
     args: &[CString],
     env: &[CString],
     path_var: Option<&OsStr>,
+    via: Via<'_>,
     explain: Explain,
 ) -> Error {
     let Some(program) = args.first() else {
@@ -121,15 +132,37 @@ pub fn exec(
         ),
         format!("exec {}", printable(args).join(" ")),
     );
-    let mut errors = Vec::new();
-    for candidate in candidates(program_os, path_var) {
-        let Ok(c_path) = CString::new(candidate.as_os_str().as_bytes()) else {
-            continue;
-        };
-        let Err(e) = execve(&c_path, args, env);
-        errors.push(e);
-    }
-    let code = exit_code_for(&errors);
+    let candidates: Vec<CString> = candidates(program_os, path_var)
+        .into_iter()
+        .filter_map(|c| CString::new(c.into_os_string().into_vec()).ok())
+        .collect();
+    let errors: Vec<Errno> = match via {
+        Via::Itself => candidates
+            .iter()
+            .map(|c| {
+                let Err(e) = execve(c, args, env);
+                e
+            })
+            .collect(),
+        Via::Stub(report) => {
+            explain.call(
+                "memfd_create(\"nsenter-run-exec\"); write(the exec stub); F_ADD_SEALS; execveat(stub, [CANDIDATE... \"\" ARGS...])",
+                "(CVE-2019-5736: the command's execve is made by a sealed stub, not by nsenter-run)",
+            );
+            let err = match crate::stub::load() {
+                Ok(stub) => crate::stub::exec(&stub, report, &candidates, args, env),
+                Err(e) => e,
+            };
+            return Error::sys("execveat (the exec stub)", err);
+        }
+    };
+    failure(program_os, &errors)
+}
+
+/// The error for a command that could not be executed: `errors` are what each
+/// PATH candidate's execve returned.
+pub fn failure(program: &OsStr, errors: &[Errno]) -> Error {
+    let code = exit_code_for(errors);
     let what = if code == NOT_FOUND {
         "not found".to_string()
     } else {
@@ -142,7 +175,7 @@ pub fn exec(
     };
     Error::Exec {
         code,
-        message: format!("cannot run '{}': {what}", program_os.to_string_lossy()),
+        message: format!("cannot run '{}': {what}", program.to_string_lossy()),
     }
 }
 

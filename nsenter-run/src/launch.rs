@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -22,10 +22,11 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Gid, Pid, Uid};
 
 use crate::cgroup::Cgroup;
+use crate::exec::Via;
 use crate::explain::Explain;
 use crate::user::{self, Identity};
 use crate::veth;
-use crate::{caps, exec, init, namespaces, rootfs, signals, Container, Error};
+use crate::{caps, exec, init, namespaces, rootfs, selfexe, signals, stub, Container, Error};
 
 /// How the container ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,17 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     let terminal = Terminal::save();
     let needs_go =
         !container.limits.is_empty() || container.veth.is_some() || container.pid_file.is_some();
+    // CVE-2019-5736: unless nsenter-run already runs from a protected copy of
+    // itself (main sees to that for --init, whose init stays in the container),
+    // the command's execve is made by the sealed exec stub.
+    let via_stub = !selfexe::is_protected();
+    if via_stub && container.init {
+        return Err(Error::Invalid(
+            "--init needs nsenter-run to run from a protected copy of itself \
+             (selfexe::ensure_protected)"
+                .to_string(),
+        ));
+    }
 
     explain.call(
         format!("clone3({})", namespaces::flag_names(flags)),
@@ -59,7 +71,14 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
             drop(err_r);
             // Nothing to do from outside: no reason to make the child wait.
             let go = needs_go.then_some(go_r);
-            let code = child_main(go, err_w, || setup(container, &old_mask, explain));
+            let code = child_main(go, err_w, |report| {
+                let via = if via_stub {
+                    Via::Stub(report)
+                } else {
+                    Via::Itself
+                };
+                setup(container, &old_mask, via, explain)
+            });
             // SAFETY: _exit ends the child without running the parent's
             // destructors or atexit handlers twice.
             unsafe { libc::_exit(code) }
@@ -90,7 +109,18 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
     };
 
     let go = needs_go.then_some(go_w);
-    let status = release_and_wait(&child, go, err_r, container.pid_file.as_deref(), explain);
+    let program = container
+        .args
+        .first()
+        .map_or(OsStr::new(""), |a| a.as_os_str());
+    let status = release_and_wait(
+        &child,
+        go,
+        err_r,
+        container.pid_file.as_deref(),
+        program,
+        explain,
+    );
     terminal.restore();
     let status = status?;
     let oom = cgroup.as_ref().map_or(0, Cgroup::oom_kills);
@@ -120,6 +150,7 @@ pub(crate) fn release_and_wait(
     go: Option<OwnedFd>,
     report: OwnedFd,
     pid_file: Option<&Path>,
+    program: &OsStr,
     explain: Explain,
 ) -> Result<i32, Error> {
     // Written before the command can start, so whoever waits for the command's
@@ -143,7 +174,7 @@ pub(crate) fn release_and_wait(
     let read = std::fs::File::from(report).read_to_end(&mut text);
     if go.is_err() || read.is_err() || !text.is_empty() {
         let _ = waitpid(child.pid, None);
-        return Err(parse_report(&text));
+        return Err(parse_report(&text, program));
     }
     let status = signals::forward_until_exit(child.pid, child.pidfd.as_fd(), |sig| {
         explain.call(
@@ -191,7 +222,7 @@ impl Drop for PidFile {
 pub(crate) fn child_main(
     go: Option<OwnedFd>,
     report: OwnedFd,
-    setup: impl FnOnce() -> Result<Infallible, Error>,
+    setup: impl FnOnce(BorrowedFd<'_>) -> Result<Infallible, Error>,
 ) -> i32 {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         if let Some(go) = go {
@@ -202,7 +233,7 @@ pub(crate) fn child_main(
                 _ => return Err(Error::Invalid("the parent process went away".to_string())),
             }
         }
-        setup()
+        setup(report.as_fd())
     }));
     let err = match result {
         Ok(Err(err)) => err,
@@ -215,7 +246,11 @@ pub(crate) fn child_main(
     code
 }
 
-fn parse_report(report: &[u8]) -> Error {
+/// The child's (or the exec stub's) account of a failed setup.
+fn parse_report(report: &[u8], program: &OsStr) -> Error {
+    if let Some(errors) = stub::parse_report(report) {
+        return exec::failure(program, &errors);
+    }
     let text = String::from_utf8_lossy(report);
     match text.split_once('\n') {
         Some((code, message)) => Error::Container {
@@ -227,7 +262,12 @@ fn parse_report(report: &[u8]) -> Error {
 }
 
 /// Everything inside the container, in order, ending in execve.
-fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, Error> {
+fn setup(
+    c: &Container,
+    mask: &SigSet,
+    via: Via<'_>,
+    explain: Explain,
+) -> Result<Infallible, Error> {
     // If nsenter-run dies, so does the container (re-armed after setuid, which clears it).
     let pdeathsig = || {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
@@ -258,7 +298,7 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
     if c.readonly {
         rootfs::make_root_readonly(explain)?;
     }
-    exec_hardened(c, mask, explain)
+    exec_hardened(c, mask, via, explain)
 }
 
 /// From inside the root to the command: user, limits, capabilities, cwd,
@@ -267,6 +307,7 @@ fn setup(c: &Container, mask: &SigSet, explain: Explain) -> Result<Infallible, E
 pub(crate) fn exec_hardened(
     c: &Container,
     mask: &SigSet,
+    via: Via<'_>,
     explain: Explain,
 ) -> Result<Infallible, Error> {
     let pdeathsig = || {
@@ -324,7 +365,7 @@ pub(crate) fn exec_hardened(
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .map(OsStr::new);
-    Err(exec::exec(&args, &env_c, path_var, explain))
+    Err(exec::exec(&args, &env_c, path_var, via, explain))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, Error> {

@@ -15,7 +15,7 @@
 //! [`rootfs`] (mount_namespaces(7), pivot_root(2), openat2(2)), [`mounts`]
 //! (runtime-spec mounts), [`devices`] (mknod(2)), [`caps`] (capabilities(7)),
 //! [`user`] (the rootfs' own passwd(5)), [`exec`] (execve(2), close_range(2)),
-//! [`signals`] (pid_namespaces(7)), [`selfexe`] (CVE-2019-5736, memfd_create(2)),
+//! [`signals`] (pid_namespaces(7)), [`selfexe`] and [`stub`] (CVE-2019-5736, memfd_create(2)),
 //! [`bundle`] (runtime-spec config.json), [`explain`] (`--explain`),
 //! [`cgroup`] (cgroups(7), v1 and v2), [`veth`] (rtnetlink(7)), [`init`]
 //! (a minimal PID 1), [`enter`] (setns(2), like `docker exec`).
@@ -34,6 +34,7 @@ pub mod namespaces;
 pub mod rootfs;
 pub mod selfexe;
 pub mod signals;
+pub mod stub;
 pub mod user;
 pub mod veth;
 

@@ -112,21 +112,19 @@ enum Net {
 }
 
 fn main() -> ExitCode {
-    // First of all, before the command line is even parsed (which would then be
-    // done twice): re-run from a copy of the binary the container cannot write
-    // through (see selfexe). `--explain` is looked for by hand, before `--`.
-    let explain = Explain::new(
-        std::env::args_os()
-            .skip(1)
-            .take_while(|arg| arg != "--")
-            .any(|arg| arg == "--explain"),
-    );
-    if let Err(err) = nsenter_run::selfexe::ensure_protected(explain) {
-        eprintln!("nsenter-run: {}", nsenter_run::error_chain(&err));
-        return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
-    }
     let cli = Cli::parse();
     let explain = Explain::new(cli.explain);
+    // CVE-2019-5736: with --init (its init is the container's PID 1) and with
+    // --enter, nsenter-run's own code stays inside the container: re-run from a
+    // copy of the binary the container cannot write through. A plain launch
+    // leaves nothing of nsenter-run inside but the command's execve, which the
+    // sealed exec stub makes instead (see selfexe and stub).
+    if cli.init || cli.enter.is_some() || !nsenter_run::stub::usable() {
+        if let Err(err) = nsenter_run::selfexe::ensure_protected(explain) {
+            eprintln!("nsenter-run: {}", nsenter_run::error_chain(&err));
+            return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
+        }
+    }
     let result = match cli.enter {
         Some(pid) => nsenter_run::enter::enter(
             &EnterOptions {

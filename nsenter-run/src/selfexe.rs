@@ -4,9 +4,11 @@
 //! open it for writing once the runtime has exited, and replace the host's
 //! binary with its own code.
 //!
-//! Defence: before anything else nsenter-run re-executes itself from a copy the
-//! container cannot write through, so that `/proc/self/exe` of every
-//! nsenter-run process names that copy and never the host file:
+//! Where nsenter-run's own code stays inside the container (`--init`, whose
+//! init is PID 1, and `--enter`, which joins a running container), it first
+//! re-executes itself from a copy the container cannot write through, so that
+//! `/proc/self/exe` of every nsenter-run process names that copy and never the
+//! host file:
 //! 1. a read-only, detached bind mount of the binary (open_tree(2) with
 //!    OPEN_TREE_CLONE, then mount_setattr(2) MOUNT_ATTR_RDONLY, then
 //!    execveat(2)): no data copied, and a write through the link fails with
@@ -15,6 +17,9 @@
 //! 2. where the kernel lacks those calls (before 5.12), runc's original fix: a
 //!    copy in a memfd (memfd_create(2)) sealed against every change, writes
 //!    failing with EPERM. It costs a copy of the binary at each start.
+//!
+//! A plain launch needs less: the container holds nothing of nsenter-run but
+//! the command's execve, which a sealed stub makes instead ([`crate::stub`]).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -146,38 +151,49 @@ fn sealed_copy() -> Result<OwnedFd, Error> {
         Mode::empty(),
     )
     .map_err(|e| Error::sys("open /proc/self/exe", e))?;
-    // MFD_EXEC (Linux 6.3) keeps the copy executable when vm.memfd_noexec asks
-    // for non-executable memfds by default; older kernels reject the flag.
-    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
-    let memfd = match memfd_create("nsenter-run", flags | MFdFlags::from_bits_retain(MFD_EXEC)) {
-        Err(Errno::EINVAL) => memfd_create("nsenter-run", flags),
-        other => other,
-    }
-    .map_err(|e| Error::sys("memfd_create", e))?;
     let size = nix::sys::stat::fstat(&exe)
         .map_err(|e| Error::sys("stat /proc/self/exe", e))?
         .st_size as usize;
-    let mut left = size;
-    while left > 0 {
-        // In-kernel copy: no pass through user memory.
-        // SAFETY: two valid descriptors, no offset pointer (the file positions move).
-        let n = unsafe {
-            libc::sendfile(
-                memfd.as_raw_fd(),
-                exe.as_raw_fd(),
-                std::ptr::null_mut(),
-                left,
-            )
-        };
-        match Errno::result(n) {
-            Ok(0) => break,
-            Ok(n) => left -= n as usize,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("sendfile into the memfd", e)),
+    sealed_memfd("nsenter-run", |memfd| {
+        let mut left = size;
+        while left > 0 {
+            // In-kernel copy: no pass through user memory.
+            // SAFETY: two valid descriptors, no offset pointer (the file positions move).
+            let n = unsafe {
+                libc::sendfile(
+                    memfd.as_raw_fd(),
+                    exe.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    left,
+                )
+            };
+            match Errno::result(n) {
+                Ok(0) => break,
+                Ok(n) => left -= n as usize,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
         }
-    }
-    fcntl(&memfd, FcntlArg::F_ADD_SEALS(all_seals()))
-        .map_err(|e| Error::sys("fcntl(F_ADD_SEALS)", e))?;
+        Ok(())
+    })
+    .map_err(|e| Error::sys("copy nsenter-run into a sealed memfd", e))
+}
+
+/// A new executable memfd named `name`, filled by `fill`, then sealed against
+/// every change: what a process executes from it cannot be written.
+pub(crate) fn sealed_memfd(
+    name: &str,
+    fill: impl FnOnce(&OwnedFd) -> Result<(), Errno>,
+) -> Result<OwnedFd, Errno> {
+    // MFD_EXEC (Linux 6.3) keeps the memfd executable when vm.memfd_noexec asks
+    // for non-executable memfds by default; older kernels reject the flag.
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    let memfd = match memfd_create(name, flags | MFdFlags::from_bits_retain(MFD_EXEC)) {
+        Err(Errno::EINVAL) => memfd_create(name, flags),
+        other => other,
+    }?;
+    fill(&memfd)?;
+    fcntl(&memfd, FcntlArg::F_ADD_SEALS(all_seals()))?;
     Ok(memfd)
 }
 

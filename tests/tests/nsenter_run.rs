@@ -565,11 +565,13 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
     let root = busybox_snapshot();
     let binary = bins::bin("nsenter-run");
     let before = std::fs::read(&binary).unwrap();
-    let running = start(&root.path, &[], "echo ready; read x");
-    // CVE-2019-5736: hold the runtime's exe open while it runs, as a process in the
-    // container would, then reopen it for writing once the runtime has exited. nsenter-run
-    // runs from a read-only detached mount of itself (or a sealed memfd): the reopen fails.
-    let held = std::fs::File::open(format!("/proc/{}/exe", running.child.id())).unwrap();
+
+    // --init: the init, nsenter-run's own code, stays in the container as its PID 1,
+    // so nsenter-run runs from a read-only detached mount of itself (or a sealed
+    // memfd). Hold that exe open, as a process in the container would, and reopen it
+    // for writing once everything has exited (CVE-2019-5736): refused.
+    let running = start(&root.path, &["--init"], "echo ready; read x");
+    let held = std::fs::File::open(format!("/proc/{}/exe", running.pid1())).unwrap();
     let (code, _, _) = running.finish();
     assert_eq!(code, 0);
     let reopen = std::fs::OpenOptions::new()
@@ -586,12 +588,19 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
     let sealed = nix::fcntl::fcntl(&held, nix::fcntl::FcntlArg::F_GET_SEALS)
         .is_ok_and(|seals| seals & libc::F_SEAL_WRITE != 0);
     assert!(read_only || sealed, "the runtime runs from a writable file");
+    // And the container cannot write to its PID 1's exe.
+    let out = run_sh(
+        &root.path,
+        &["--init"],
+        "if echo pwned >> /proc/1/exe; then echo written; else echo refused; fi",
+    );
+    assert_eq!(text(&out.stdout).trim(), "refused", "{}", text(&out.stderr));
 
-    // The classic attack: the command is a script whose interpreter is /proc/self/exe,
-    // resolved while the process is still nsenter-run. The kernel runs the protected copy
-    // inside the container (a dynamically linked build fails instead, ENOENT, 127: its
-    // loader is not in the rootfs), and that copy cannot be written: with --init it stays
-    // PID 1, and a write to /proc/1/exe from the container fails.
+    // A plain launch: the classic attack, a command that is a script whose
+    // interpreter is /proc/self/exe, resolved while the container's PID 1 is still
+    // the launcher. That last execve is made by the sealed exec stub, so the kernel
+    // runs the stub again, which exits 127 without running anything; a build that
+    // re-executes itself instead runs its protected copy (`--version`, 0).
     let evil = root.path.join("evil");
     std::fs::write(&evil, "#!/proc/self/exe --version\n").unwrap();
     std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -604,12 +613,6 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
         ),
         code => assert_eq!(code, Some(127), "{}", text(&out.stderr)),
     }
-    let out = run_sh(
-        &root.path,
-        &["--init"],
-        "if echo pwned >> /proc/1/exe; then echo written; else echo refused; fi",
-    );
-    assert_eq!(text(&out.stdout).trim(), "refused", "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read(&binary).unwrap(),
         before,
