@@ -153,7 +153,10 @@ pub fn exec(
                 Ok(stub) => crate::stub::exec(&stub, report, &candidates, args, env),
                 Err(e) => e,
             };
-            return Error::sys("execveat (the exec stub)", err);
+            return Error::sys(
+                "cannot execute the exec stub from a sealed memfd (the CVE-2019-5736 defence)",
+                err,
+            );
         }
     };
     failure(program_os, &errors)
