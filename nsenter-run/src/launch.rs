@@ -4,8 +4,9 @@
 //! whatever must be done from outside (cgroup, veth, pid file), then writes one
 //! byte on the *go* pipe; with nothing to do from outside the child does not wait.
 //! The child, PID 1 of its PID namespace, builds its root, drops privileges and
-//! execs the command. Setup errors come back on a close-on-exec *error* pipe:
-//! EOF without a message means the execve succeeded. The parent then relays
+//! execs the command (through the exec stub, see [`crate::stub`]). Setup errors
+//! come back on a close-on-exec *error* pipe: EOF without a message means the
+//! execve succeeded. The parent then relays
 //! signals until the child exits and returns its status.
 
 use std::convert::Infallible;
@@ -39,13 +40,6 @@ pub struct Exit {
 
 /// Start the container and wait for it.
 pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
-    let flags = namespaces::clone_flags(container.host_network);
-    let old_mask = signals::block()?;
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    let terminal = Terminal::save();
-    let needs_go =
-        !container.limits.is_empty() || container.veth.is_some() || container.pid_file.is_some();
     // CVE-2019-5736: unless nsenter-run already runs from a protected copy of
     // itself (main sees to that for --init, whose init stays in the container),
     // the command's execve is made by the sealed exec stub.
@@ -57,6 +51,13 @@ pub fn run(container: &Container, explain: Explain) -> Result<Exit, Error> {
                 .to_string(),
         ));
     }
+    let flags = namespaces::clone_flags(container.host_network);
+    let old_mask = signals::block()?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    let terminal = Terminal::save();
+    let needs_go =
+        !container.limits.is_empty() || container.veth.is_some() || container.pid_file.is_some();
 
     explain.call(
         format!("clone3({})", namespaces::flag_names(flags)),
