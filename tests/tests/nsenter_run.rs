@@ -621,6 +621,46 @@ fn the_host_binary_is_not_reachable_through_proc_exe() {
 }
 
 #[test]
+fn without_executable_memfds_nsenter_run_reexecutes_itself() {
+    if !ready("without_executable_memfds_nsenter_run_reexecutes_itself") {
+        return;
+    }
+    // vm.memfd_noexec=2 (Linux 6.3) forbids executing any memfd, the exec stub's
+    // included: nsenter-run must fall back to running from its read-only copy. The
+    // setting is per PID namespace: it is made in a throwaway one.
+    if !Path::new("/proc/sys/vm/memfd_noexec").exists() {
+        println!("SKIP without_executable_memfds_nsenter_run_reexecutes_itself: no vm.memfd_noexec (Linux < 6.3)");
+        return;
+    }
+    let root = busybox_snapshot();
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount",
+            "--propagation",
+            "private",
+            "--mount-proc",
+        ])
+        .arg("sh")
+        .arg("-c")
+        .arg(r#"echo 2 > /proc/sys/vm/memfd_noexec && exec "$@""#)
+        .arg("sh")
+        .arg(bins::bin("nsenter-run"))
+        .arg("--explain")
+        .arg("--rootfs")
+        .arg(&root.path)
+        .args(["--", "/bin/sh", "-c", "echo inside"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(text(&out.stdout), "inside\n", "{stderr}");
+    assert!(stderr.contains("open_tree"), "{stderr}");
+    assert!(!stderr.contains("exec stub"), "{stderr}");
+}
+
+#[test]
 fn users_come_from_the_rootfs_passwd() {
     if !ready("users_come_from_the_rootfs_passwd") {
         return;
