@@ -269,12 +269,7 @@ fn setup(
     via: Via<'_>,
     explain: Explain,
 ) -> Result<Infallible, Error> {
-    // If nsenter-run dies, so does the container (re-armed after setuid, which clears it).
-    let pdeathsig = || {
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e))
-    };
-    pdeathsig()?;
+    die_with_parent()?;
 
     // After the parent has put us in our cgroup: that cgroup becomes our `/`.
     namespaces::unshare_cgroup(explain)?;
@@ -311,10 +306,6 @@ pub(crate) fn exec_hardened(
     via: Via<'_>,
     explain: Explain,
 ) -> Result<Infallible, Error> {
-    let pdeathsig = || {
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e))
-    };
     let id = identity(c)?;
     let mut env = c.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -347,7 +338,8 @@ pub(crate) fn exec_hardened(
             .map_err(|e| Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
     }
     exec::close_fds_on_exec(explain)?;
-    pdeathsig()?;
+    // setresuid cleared it.
+    die_with_parent()?;
     if c.init {
         init::fork_command(explain)?;
     }
@@ -367,6 +359,13 @@ pub(crate) fn exec_hardened(
         .find_map(|e| e.strip_prefix("PATH="))
         .map(OsStr::new);
     Err(exec::exec(&args, &env_c, path_var, via, explain))
+}
+
+/// If nsenter-run dies, so does the container: SIGKILL when the parent goes
+/// (prctl(2) PR_SET_PDEATHSIG). A change of user clears it; it is set again after.
+fn die_with_parent() -> Result<(), Error> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, Error> {
