@@ -183,7 +183,7 @@ fn sealed_copy() -> Result<OwnedFd, Error> {
 /// every change: what a process executes from it cannot be written.
 pub(crate) fn sealed_memfd(
     name: &str,
-    fill: impl FnOnce(&OwnedFd) -> Result<(), Errno>,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), Errno>,
 ) -> Result<OwnedFd, Errno> {
     // MFD_EXEC (Linux 6.3) keeps the memfd executable when vm.memfd_noexec asks
     // for non-executable memfds by default; older kernels reject the flag.
@@ -192,9 +192,10 @@ pub(crate) fn sealed_memfd(
         Err(Errno::EINVAL) => memfd_create(name, flags),
         other => other,
     }?;
-    fill(&memfd)?;
-    fcntl(&memfd, FcntlArg::F_ADD_SEALS(all_seals()))?;
-    Ok(memfd)
+    let mut file = std::fs::File::from(memfd);
+    fill(&mut file)?;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(all_seals()))?;
+    Ok(OwnedFd::from(file))
 }
 
 const MFD_EXEC: libc::c_uint = 0x0010;

@@ -148,17 +148,9 @@ pub fn usable() -> bool {
 
 /// The stub in a new memfd, sealed against every change.
 pub fn load() -> Result<OwnedFd, Errno> {
-    crate::selfexe::sealed_memfd("nsenter-run-exec", |memfd| {
-        let image = image();
-        let mut written = 0;
-        while written < image.len() {
-            match nix::unistd::write(memfd, &image[written..]) {
-                Ok(n) => written += n,
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    crate::selfexe::sealed_memfd("nsenter-run-exec", |file| {
+        std::io::Write::write_all(file, &image())
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
     })
 }
 
